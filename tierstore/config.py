@@ -1,0 +1,93 @@
+"""Configuration dataclasses: tables and stores.  Every config round-trips through JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DTYPES = ("float32", "float16", "int8")
+COMPRESSIONS = (None, "zstd")
+#: Bytes stored per row element, by storage dtype (int8 adds 8 bytes per row for scale and bias).
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+INT8_ROW_OVERHEAD = 8
+
+
+class JsonConfig:
+    """Mixin: ``to_dict``/``from_dict``/``to_json``/``from_json`` for flat dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class TableConfig(JsonConfig):
+    """One embedding table, as torchrec's ``EmbeddingBagConfig`` would name it.
+
+    Parameters
+    ----------
+    name : str
+        Table name, unique within a store.
+    num_rows : int
+        Number of embedding rows.
+    dim : int
+        Embedding dimension.
+    dtype : {"float32", "float16", "int8"}
+        Storage dtype on SSD.  Lookups always return float32; int8 is row-wise
+        quantized (float32 scale and bias per row).
+    rows_per_page : int or None
+        Rows packed into one LMDB value.  ``None`` picks the most rows whose page
+        stays under LMDB's overflow threshold (about 4080 bytes).
+    compression : {None, "zstd"}
+        Per-page codec.
+    """
+
+    name: str
+    num_rows: int
+    dim: int
+    dtype: str = "float32"
+    rows_per_page: int | None = None
+    compression: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("TableConfig.name must be a non-empty string")
+        if int(self.num_rows) <= 0:
+            raise ValueError(f"table {self.name!r}: num_rows must be positive, got {self.num_rows}")
+        if int(self.dim) <= 0:
+            raise ValueError(f"table {self.name!r}: dim must be positive, got {self.dim}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"table {self.name!r}: dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"table {self.name!r}: compression must be one of {COMPRESSIONS}, got {self.compression!r}"
+            )
+        if self.rows_per_page is not None and int(self.rows_per_page) <= 0:
+            raise ValueError(f"table {self.name!r}: rows_per_page must be positive, got {self.rows_per_page}")
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one stored row (payload, before compression)."""
+        extra = INT8_ROW_OVERHEAD if self.dtype == "int8" else 0
+        return self.dim * DTYPE_BYTES[self.dtype] + extra
+
+    @property
+    def cached_row_bytes(self) -> int:
+        """Bytes of one row held in a DRAM cache (always float32)."""
+        return self.dim * 4
