@@ -1,0 +1,15 @@
+"""Cache eviction and admission policies, trace simulation and miss-ratio curves.
+
+Policies are numba ``jitclass`` state machines over slot ids; the same
+compiled code drives tierstore's live caches and the offline simulator.
+
+>>> from cache_policies import make_policy, simulate
+>>> simulate([1, 2, 1, 3, 1], make_policy("lru"), capacity=2).hits
+2
+"""
+
+from . import fifo, lru  # noqa: F401  (registers the policies)
+from .base import Policy, available_policies, make_policy
+from .simulate import SimResult, simulate
+
+__all__ = ["Policy", "SimResult", "available_policies", "make_policy", "simulate"]

@@ -1,0 +1,227 @@
+"""Trace simulation: replay a key sequence through a policy state.
+
+Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
+state is built with ``max_slots = n_keys``; the replay loop is one ``njit``
+function, specialised by numba for each state type.  The request loop follows
+libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
+``admit`` and, if admitted, evicts while ``used + size > capacity`` and then
+inserts.  A refused miss still counts as a miss.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+
+from .base import Policy, as_policy
+
+NEVER = -1
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of one simulation.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Request counts.
+    byte_hits, byte_misses : int
+        Sums of the requested sizes of hit and missed requests.
+    n_requests : int
+        ``hits + misses``.
+    config : dict
+        The policy (``Policy.to_dict()``), capacity and trace shape it ran with.
+    """
+
+    hits: int
+    misses: int
+    byte_hits: int
+    byte_misses: int
+    n_requests: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def miss_ratio(self) -> float:
+        return self.misses / self.n_requests if self.n_requests else 0.0
+
+    @property
+    def byte_miss_ratio(self) -> float:
+        total = self.byte_hits + self.byte_misses
+        return self.byte_misses / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Counts, ratios and config, JSON-ready."""
+        out = asdict(self)
+        out["miss_ratio"] = self.miss_ratio
+        out["byte_miss_ratio"] = self.byte_miss_ratio
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@numba.njit(cache=True)
+def _dense_ids(keys):
+    """Map keys to ids ``0..n-1`` in order of first appearance."""
+    n = keys.shape[0]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table_keys = np.empty(size, dtype=np.int64)
+    table_ids = np.full(size, -1, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    n_ids = 0
+    for i in range(n):
+        k = keys[i]
+        h = k * np.int64(-7046029254386353131)
+        j = (h ^ (h >> 29)) & mask
+        while table_ids[j] != -1 and table_keys[j] != k:
+            j = (j + 1) & mask
+        if table_ids[j] == -1:
+            table_keys[j] = k
+            table_ids[j] = n_ids
+            n_ids += 1
+        out[i] = table_ids[j]
+    return out, n_ids
+
+
+def dense_ids(keys) -> tuple[np.ndarray, int]:
+    """Remap arbitrary int64 keys to dense ids in order of first appearance.
+
+    Returns
+    -------
+    ids : ndarray of int64
+    n_keys : int
+        Number of distinct keys.
+    """
+    keys = _as_keys(keys)
+    ids, n = _dense_ids(keys)
+    return ids, int(n)
+
+
+@numba.njit(cache=True)
+def _next_access(ids, n_keys):
+    n = ids.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    last = np.full(n_keys, NEVER, dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        out[i] = last[ids[i]]
+        last[ids[i]] = i
+    return out
+
+
+def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
+    """Index of the next request to the same id, ``-1`` if none (Belady's input)."""
+    return _next_access(np.ascontiguousarray(ids, dtype=np.int64), int(n_keys))
+
+
+@numba.njit(cache=True)
+def _replay(state, ids, sizes, next_access, resident):
+    hits = 0
+    byte_hits = 0
+    byte_misses = 0
+    use_next = next_access.shape[0] > 0
+    for i in range(ids.shape[0]):
+        slot = ids[i]
+        size = sizes[i]
+        if use_next:
+            state.set_next_access(next_access[i])
+        if resident[slot]:
+            state.on_hit(slot)
+            hits += 1
+            byte_hits += size
+            continue
+        byte_misses += size
+        if not state.admit(slot, size):
+            continue
+        while state.used + size > state.capacity:
+            resident[state.victim()] = False
+        state.on_insert(slot, slot, size)
+        resident[slot] = True
+    return hits, byte_hits, byte_misses
+
+
+def _as_keys(keys) -> np.ndarray:
+    keys = np.asarray(keys)
+    if keys.ndim != 1:
+        raise ValueError(f"keys must be one-dimensional, got shape {keys.shape}")
+    if keys.size and not np.issubdtype(keys.dtype, np.integer):
+        raise ValueError(f"keys must be integers, got dtype {keys.dtype}")
+    if keys.dtype == np.uint64:
+        return np.ascontiguousarray(keys).view(np.int64)
+    return np.ascontiguousarray(keys, dtype=np.int64)
+
+
+def _as_sizes(sizes, n: int) -> np.ndarray:
+    if sizes is None:
+        return np.ones(n, dtype=np.int64)
+    sizes = np.asarray(sizes)
+    if sizes.shape != (n,):
+        raise ValueError(f"sizes must have one entry per request ({n}), got shape {sizes.shape}")
+    if n and not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(f"sizes must be integers, got dtype {sizes.dtype}")
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+    if n and sizes.min() < 1:
+        raise ValueError(f"sizes must be >= 1, got minimum {sizes.min()}")
+    return sizes
+
+
+def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=None) -> SimResult:
+    """Replay ``keys`` through ``policy`` with a cache of ``capacity``.
+
+    Parameters
+    ----------
+    keys : array of int
+        Requested keys, in order.
+    policy : Policy or str
+        A ``make_policy`` result or a policy name (default parameters).
+    capacity : int
+        Cache size in bytes; with ``sizes=None`` every object has size 1 and
+        the capacity counts objects.
+    sizes : array of int, optional
+        Size of the requested object, per request.  A hit ignores it.
+    next_access : array of int, optional
+        Index of the next request to the same key (``-1`` for none), for
+        Belady; computed from ``keys`` when needed and not given.
+
+    Returns
+    -------
+    SimResult
+    """
+    policy = as_policy(policy)
+    keys = _as_keys(keys)
+    n = keys.shape[0]
+    unit_sizes = sizes is None
+    sizes = _as_sizes(sizes, n)
+    ids, n_keys = dense_ids(keys)
+    if policy.needs_next_access:
+        if next_access is None:
+            next_access = next_access_times(ids, n_keys)
+        next_access = np.ascontiguousarray(next_access, dtype=np.int64)
+        if next_access.shape != (n,):
+            raise ValueError(f"next_access must have one entry per request ({n}), got shape {next_access.shape}")
+    else:
+        next_access = np.empty(0, dtype=np.int64)
+    state = policy.new_state(capacity, max(n_keys, 1))
+    resident = np.zeros(max(n_keys, 1), dtype=np.bool_)
+    hits, byte_hits, byte_misses = _replay(state, ids, sizes, next_access, resident)
+    config = {
+        "policy": policy.to_dict(),
+        "capacity": int(capacity),
+        "n_keys": n_keys,
+        "unit_sizes": unit_sizes,
+    }
+    return SimResult(
+        hits=int(hits),
+        misses=int(n - hits),
+        byte_hits=int(byte_hits),
+        byte_misses=int(byte_misses),
+        n_requests=int(n),
+        config=config,
+    )
