@@ -42,6 +42,25 @@ class SlotLists:
         self.count = np.zeros(n_lists, dtype=np.int64)
         self.nbytes = np.zeros(n_lists, dtype=np.int64)
 
+    def ensure_lists(self, n_lists):
+        """Grow to at least ``n_lists`` lists (new ones empty)."""
+        old = self.head.shape[0]
+        if n_lists <= old:
+            return
+        n = max(n_lists, 2 * old)
+        head = np.full(n, NO_SLOT, dtype=np.int64)
+        tail = np.full(n, NO_SLOT, dtype=np.int64)
+        count = np.zeros(n, dtype=np.int64)
+        nbytes = np.zeros(n, dtype=np.int64)
+        head[:old] = self.head
+        tail[:old] = self.tail
+        count[:old] = self.count
+        nbytes[:old] = self.nbytes
+        self.head = head
+        self.tail = tail
+        self.count = count
+        self.nbytes = nbytes
+
     def push_head(self, lst, slot, size):
         """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
         h = self.head[lst]
