@@ -34,25 +34,57 @@ def fill_next_access_backward(keys, first_index, positions, next_access):
         positions[k] = first_index + i + 1
 
 
-@numba.njit(cache=True)
-def reuse_times_dense(rows, positions, last_seen, out):
-    """Requests since the previous access of each row (-1 when first seen), dense ids.
+REUSE_BINS = 64
 
-    ``last_seen[row]`` holds the global position of the row's last access (or -1) and is
-    updated in place; ``positions`` are the requests' global positions.
+
+@numba.njit(cache=True)
+def _log2_bin(d):
+    b = 0
+    while d > 1:
+        d >>= 1
+        b += 1
+    return b
+
+
+@numba.njit(cache=True)
+def count_and_reuse_dense(rows, first_position, counts, last_seen, reuse_hist):
+    """Count accesses per row and bin reuse times, for rows that index dense arrays.
+
+    Parameters
+    ----------
+    rows : int64 array
+        One table's requests, in order.
+    first_position : int
+        Global request position of ``rows[0]``; the rows occupy consecutive positions.
+    counts, last_seen : int64 arrays
+        Accesses per row and global position of each row's last access (-1: never),
+        updated in place.
+    reuse_hist : int64 array
+        ``reuse_hist[b]`` counts reuse times ``d`` with ``floor(log2(d)) == b``;
+        ``reuse_hist[-1]`` counts first accesses.
     """
     for i in range(rows.size):
         r = rows[i]
+        pos = first_position + i
+        counts[r] += 1
         prev = last_seen[r]
-        out[i] = -1 if prev < 0 else positions[i] - prev
-        last_seen[r] = positions[i]
+        if prev < 0:
+            reuse_hist[reuse_hist.size - 1] += 1
+        else:
+            reuse_hist[_log2_bin(pos - prev)] += 1
+        last_seen[r] = pos
 
 
 @numba.njit(cache=True)
-def reuse_times_sparse(keys, positions, last_seen, out):
-    """Like :func:`reuse_times_dense` for arbitrary int64 keys, with a numba dict."""
-    for i in range(keys.size):
-        k = keys[i]
-        prev = last_seen.get(k, -1)
-        out[i] = -1 if prev < 0 else positions[i] - prev
-        last_seen[k] = positions[i]
+def count_and_reuse_sparse(rows, first_position, counts, last_seen, reuse_hist):
+    """Like :func:`count_and_reuse_dense` with numba dicts for arbitrary row ids."""
+    for i in range(rows.size):
+        r = rows[i]
+        pos = first_position + i
+        counts[r] = counts.get(r, 0) + 1
+        prev = last_seen.get(r, -1)
+        if prev < 0:
+            reuse_hist[reuse_hist.size - 1] += 1
+        else:
+            reuse_hist[_log2_bin(pos - prev)] += 1
+        last_seen[r] = pos
