@@ -1,0 +1,167 @@
+"""DRAM tier: a byte-budgeted cache of float32 rows over one or more tables.
+
+The tier owns capacity; a ``cache_policies`` state machine owns ordering.  Rows sit
+in one slab per table (``[slots, dim]`` float32, allocated lazily by the OS, so
+untouched slots cost no memory).  Keys are global row ids (the table's key base
+plus its row); a dense ``row -> slot`` int32 array is the index: one 4-byte read per
+probe, 4 bytes of DRAM per table row (see ARCHITECTURE.md for the choice).
+
+When the budget covers every row of the tier's tables the tier is a *mirror*:
+slot = row, nothing is ever evicted, and once a table is fully resident lookups
+skip the probe and the policy altogether.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from cache_policies.base import as_policy
+
+
+@numba.njit(nogil=True, cache=True)
+def _touch(state, slots):
+    """Tell the policy about hits (one call per distinct hit slot of a batch)."""
+    for i in range(slots.size):
+        state.on_hit(slots[i])
+
+
+@numba.njit(nogil=True, cache=True)
+def _evict_one(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    s = state.victim()
+    row2slot[slot_key[s]] = -1
+    slot_key[s] = -1
+    t = slot_table[s]
+    free_stack[slot_base[t] + free_top[t]] = s
+    free_top[t] += 1
+    resident[t] -= 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_key, slot_table, slot_base,
+           free_stack, free_top, resident):
+    """Offer missed rows to the policy; evict as it says and copy admitted rows into the slab.
+
+    Returns the number of rows admitted.
+    """
+    admitted = 0
+    for i in range(keys.size):
+        key = keys[i]
+        if row2slot[key] >= 0 or not state.admit(key, size):
+            continue
+        while state.used + size > state.capacity:
+            _evict_one(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        if mirror:
+            local = key - key_base[t]
+        else:
+            free_top[t] -= 1
+            local = free_stack[slot_base[t] + free_top[t]] - slot_base[t]
+        s = slot_base[t] + local
+        slab[local, :] = rows[i]
+        row2slot[key] = s
+        slot_key[s] = key
+        resident[t] += 1
+        state.on_insert(s, key, size)
+        admitted += 1
+    return admitted
+
+
+@numba.njit(nogil=True, cache=True)
+def _invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    for i in range(keys.size):
+        s = row2slot[keys[i]]
+        if s < 0:
+            continue
+        state.remove(s)
+        row2slot[keys[i]] = -1
+        slot_key[s] = -1
+        t = slot_table[s]
+        free_stack[slot_base[t] + free_top[t]] = s
+        free_top[t] += 1
+        resident[t] -= 1
+
+
+class DramTier:
+    """A DRAM cache over ``tables`` with one byte budget and one policy.
+
+    Parameters
+    ----------
+    tables : list of TableConfig
+        Tables sharing this budget.
+    budget_bytes : int
+        Bytes of cached rows (float32, ``dim * 4`` per row).
+    policy : str or cache_policies.Policy
+        Eviction/admission policy.
+    """
+
+    def __init__(self, tables, budget_bytes: int, policy="lru"):
+        if budget_bytes <= 0:
+            raise ValueError(f"DRAM budget must be positive, got {budget_bytes}")
+        self.policy = as_policy(policy)
+        self.budget_bytes = int(budget_bytes)
+        self.names = [t.name for t in tables]
+        self.position = {t.name: i for i, t in enumerate(tables)}
+        self.row_bytes = np.array([t.cached_row_bytes for t in tables], dtype=np.int64)
+        num_rows = np.array([t.num_rows for t in tables], dtype=np.int64)
+        self.mirror = bool(np.sum(num_rows * self.row_bytes) <= self.budget_bytes)
+        slots = num_rows if self.mirror else np.minimum(num_rows, self.budget_bytes // self.row_bytes)
+        self.num_rows = num_rows
+        self.key_base = np.concatenate([[0], np.cumsum(num_rows)]).astype(np.int64)
+        self.slot_base = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
+        total_slots = int(self.slot_base[-1])
+        self.slabs = [np.empty((int(s), t.dim), dtype=np.float32) for s, t in zip(slots, tables)]
+        self.row2slot = np.full(int(self.key_base[-1]), -1, dtype=np.int32)
+        self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
+        self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
+        self.free_stack = np.concatenate([np.arange(s, dtype=np.int64)[::-1] + b for s, b in zip(slots, self.slot_base)])
+        self.free_top = slots.astype(np.int64).copy()
+        self.resident = np.zeros(len(tables), dtype=np.int64)
+        self.state = self.policy.new_state(self.budget_bytes, max(total_slots, 1))
+
+    def _index_args(self):
+        return (self.row2slot, self.slot_key, self.slot_table, self.slot_base, self.free_stack, self.free_top,
+                self.resident)
+
+    def fully_resident(self, table: str) -> bool:
+        """True when every row of ``table`` is cached in a mirror tier (lookups skip the probe)."""
+        t = self.position[table]
+        return self.mirror and self.resident[t] == self.num_rows[t]
+
+    def probe(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Local slab slot of each (distinct) row, -1 where absent; tells the policy about the hits."""
+        t = self.position[table]
+        slots = self.row2slot[rows + self.key_base[t]].astype(np.int64)
+        hit = slots >= 0
+        if hit.any():
+            _touch(self.state, slots[hit])
+        slots[hit] -= self.slot_base[t]
+        return slots
+
+    def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
+        """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
+        t = self.position[table]
+        return int(
+            _admit(self.state, rows + self.key_base[t], values, int(self.row_bytes[t]), t, self.slabs[t], self.mirror,
+                   self.key_base, *self._index_args())
+        )
+
+    def overwrite(self, table: str, rows: np.ndarray, values: np.ndarray) -> None:
+        """Write new values for rows that are cached (row updates are write-through)."""
+        t = self.position[table]
+        slots = self.row2slot[rows + self.key_base[t]].astype(np.int64)
+        cached = slots >= 0
+        self.slabs[t][slots[cached] - self.slot_base[t]] = values[cached]
+
+    def invalidate(self, table: str, rows: np.ndarray) -> None:
+        """Drop ``rows`` of ``table`` from the cache."""
+        t = self.position[table]
+        _invalidate(self.state, np.asarray(rows, dtype=np.int64) + self.key_base[t], *self._index_args())
+
+    def resident_rows(self, table: str) -> int:
+        """Rows of ``table`` currently cached."""
+        return int(self.resident[self.position[table]])
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of rows cached now."""
+        return int(self.state.used)

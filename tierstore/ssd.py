@@ -1,0 +1,101 @@
+"""SSD tier: one table's rows packed into pages in an LMDB named database.
+
+Pages are keyed by 8-byte big-endian page ids, so LMDB keeps them in page order and
+bulk loads append.  The row -> layout position mapping is an explicit array (or the
+identity); position ``p`` lives in page ``p // rows_per_page``, slot ``p % rows_per_page``.
+A read groups a batch's rows by page, fetches each page once with one
+``Cursor.getmulti`` call (a C loop), verifies checksums and decodes the needed rows
+in Numba.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tierstore import pages
+from tierstore.config import TableConfig
+
+PAGE_KEY = np.dtype(">u8")
+
+
+def page_keys(page_ids: np.ndarray) -> list[bytes]:
+    """LMDB keys (8-byte big-endian) of ``page_ids``."""
+    raw = np.asarray(page_ids, dtype=PAGE_KEY).tobytes()
+    return [raw[i : i + 8] for i in range(0, len(raw), 8)]
+
+
+@dataclass
+class ReadCounters:
+    """What the SSD tier read: LMDB values (pages), their bytes, and rows decoded."""
+
+    pages: int = 0
+    bytes: int = 0
+    rows: int = 0
+
+
+@dataclass
+class SsdTable:
+    """Read access to one table's pages.
+
+    Parameters
+    ----------
+    config : TableConfig
+        The table (``rows_per_page`` resolved).
+    db : lmdb database handle
+        The named database holding this layout's pages.
+    positions : ndarray or None
+        Row -> layout position; None means the identity.
+    """
+
+    config: TableConfig
+    db: object
+    positions: np.ndarray | None = None
+    counters: ReadCounters = field(default_factory=ReadCounters)
+
+    @property
+    def n_pages(self) -> int:
+        """Pages of this table."""
+        return -(-self.config.num_rows // self.config.rows_per_page)
+
+    def page_rows(self, page_ids: np.ndarray) -> np.ndarray:
+        """Rows stored in each page (the last page may be short)."""
+        rpp = self.config.rows_per_page
+        return np.minimum(rpp, self.config.num_rows - page_ids * rpp)
+
+    def fetch_pages(self, txn, page_ids: np.ndarray):
+        """Read and verify pages ``page_ids`` (distinct); return raw pages ``(buf, page_starts)``."""
+        found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))
+        if len(found) != page_ids.size:
+            have = {bytes(k) for k, _ in found}
+            missing = [int(p) for p, k in zip(page_ids, page_keys(page_ids)) if k not in have]
+            raise pages.CorruptPageError(
+                f"table {self.config.name!r}: page(s) {missing[:5]} missing from the store "
+                f"(table not fully loaded, or the store is damaged)"
+            )
+        lengths = np.fromiter((len(v) for _, v in found), dtype=np.int64, count=len(found))
+        page_starts = np.zeros(len(found) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=page_starts[1:])
+        buf = np.frombuffer(b"".join([v for _, v in found]), dtype=np.uint8)
+        pages.verify_pages(buf, page_starts, self.config, page_ids, self.page_rows(page_ids))
+        self.counters.pages += page_ids.size
+        self.counters.bytes += int(page_starts[-1])
+        if self.config.compression == "zstd":
+            buf, page_starts = pages.decompress_pages(buf, page_starts)
+        return buf, page_starts
+
+    def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, self.config.dim), dtype=np.float32)
+        if rows.size == 0:
+            return out
+        position = rows if self.positions is None else self.positions[rows].astype(np.int64)
+        rpp = self.config.rows_per_page
+        page_ids, page_rank = np.unique(position // rpp, return_inverse=True)
+        buf, page_starts = self.fetch_pages(txn, page_ids)
+        pages.decode_rows(buf, page_starts, page_rank.astype(np.int64), position % rpp,
+                          pages.DTYPE_CODES[self.config.dtype], self.config.dim, out)
+        self.counters.rows += rows.size
+        return out
