@@ -145,7 +145,7 @@ class GhostFifo:
     Parameters
     ----------
     capacity : int
-        Byte budget; ``push`` drops the oldest keys while over it.  A negative
+        Byte budget; ``push`` drops the oldest keys to stay within it.  A negative
         capacity means unbounded (the owner trims with ``pop_oldest``).
     n_expected : int
         Expected number of keys, to size the first allocation.
@@ -196,7 +196,14 @@ class GhostFifo:
         return node
 
     def push(self, key, size):
-        """Append ``key`` as the newest ghost, then trim to the byte budget."""
+        """Append ``key`` as the newest ghost, first dropping the oldest ghosts
+        while the budget would be exceeded; a key larger than the whole budget
+        is not recorded."""
+        if self.capacity >= 0:
+            if size > self.capacity:
+                return
+            while self.used + size > self.capacity:
+                self.pop_oldest()
         node = self._alloc()
         self.node_key[node] = key
         self.node_size[node] = size
@@ -210,9 +217,6 @@ class GhostFifo:
         self.index.put(key, node)
         self.count += 1
         self.used += size
-        if self.capacity >= 0:
-            while self.used > self.capacity and self.count > 0:
-                self.pop_oldest()
 
     def _unlink(self, node):
         p = self.node_prev[node]

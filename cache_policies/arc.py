@@ -1,0 +1,127 @@
+"""ARC: adaptive replacement cache (Megiddo & Modha, FAST'03).
+
+Two LRU lists hold resident objects: T1 (seen once recently) and T2 (seen at
+least twice); two ghost lists B1 and B2 remember keys recently evicted from
+each.  A ghost hit in B1 grows the target size ``p`` of T1, a ghost hit in B2
+shrinks it, and the object goes to T2; REPLACE evicts from T1 when it exceeds
+``p``, else from T2.  Sizes count bytes, ``p`` is a float and ghost lists are
+trimmed as in libCacheSim (|T1|+|B1| <= c, total <= 2c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import float64, int64
+from numba.experimental import jitclass
+
+from ._keymap import GhostFifo
+from ._lists import SlotLists
+from .base import register_policy
+
+T1 = 0
+T2 = 1
+NO_GHOST_HIT = 0
+HIT_B1 = 1
+HIT_B2 = 2
+
+
+@jitclass(
+    [
+        ("capacity", int64),
+        ("used", int64),
+        ("n_resident", int64),
+        ("p", float64),
+        ("ghost_hit", int64),
+        ("incoming_size", int64),
+        ("key_of", int64[:]),
+        ("lists", SlotLists.class_type.instance_type),
+        ("b1", GhostFifo.class_type.instance_type),
+        ("b2", GhostFifo.class_type.instance_type),
+    ]
+)
+class ARCState:
+    """ARC state over slots ``[0, max_slots)``."""
+
+    def __init__(self, capacity, max_slots):
+        self.capacity = capacity
+        self.used = 0
+        self.n_resident = 0
+        self.p = 0.0
+        self.ghost_hit = NO_GHOST_HIT
+        self.incoming_size = 0
+        self.key_of = np.zeros(max_slots, dtype=np.int64)
+        self.lists = SlotLists(max_slots, 2)
+        n_ghost = min(max_slots, max(capacity, 16))
+        self.b1 = GhostFifo(-1, n_ghost)
+        self.b2 = GhostFifo(-1, n_ghost)
+
+    def admit(self, key, size):
+        self.ghost_hit = NO_GHOST_HIT
+        self.incoming_size = size
+        b1_bytes = self.b1.used
+        b2_bytes = self.b2.used
+        if self.b1.remove(key):
+            self.ghost_hit = HIT_B1
+            self.p = min(self.p + max(b2_bytes / b1_bytes, 1.0), float(self.capacity))
+        elif self.b2.remove(key):
+            self.ghost_hit = HIT_B2
+            self.p = max(self.p - max(b1_bytes / b2_bytes, 1.0), 0.0)
+        return size <= self.capacity
+
+    def _drop(self, slot):
+        self.lists.unlink(slot)
+        self.used -= self.lists.size[slot]
+        self.n_resident -= 1
+
+    def _replace(self):
+        lists = self.lists
+        t1 = lists.nbytes[T1]
+        from_t1 = t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == HIT_B2))
+        if from_t1 or lists.nbytes[T2] == 0:
+            slot = lists.tail[T1]
+            self.b1.push(self.key_of[slot], lists.size[slot])
+        else:
+            slot = lists.tail[T2]
+            self.b2.push(self.key_of[slot], lists.size[slot])
+        self._drop(slot)
+        return slot
+
+    def victim(self):
+        if self.ghost_hit != NO_GHOST_HIT:
+            return self._replace()
+        lists = self.lists
+        t1 = lists.nbytes[T1]
+        if t1 + self.b1.used + self.incoming_size > self.capacity:
+            if self.b1.used > 0:
+                self.b1.pop_oldest()
+                return self._replace()
+            slot = lists.tail[T1]
+            self._drop(slot)
+            return slot
+        if t1 + self.b1.used + lists.nbytes[T2] + self.b2.used >= 2 * self.capacity and self.b2.used > 0:
+            self.b2.pop_oldest()
+        return self._replace()
+
+    def on_insert(self, slot, key, size):
+        self.key_of[slot] = key
+        if self.ghost_hit != NO_GHOST_HIT:
+            self.lists.push_head(T2, slot, size)
+            self.ghost_hit = NO_GHOST_HIT
+        else:
+            self.lists.push_head(T1, slot, size)
+        self.used += size
+        self.n_resident += 1
+
+    def on_hit(self, slot):
+        self.lists.move_to_head(T2, slot)
+
+    def remove(self, slot):
+        self._drop(slot)
+
+    def set_next_access(self, next_vtime):
+        pass
+
+
+@register_policy("arc", {}, "adaptive replacement cache")
+def build_arc(capacity, max_slots):
+    return ARCState(capacity, max_slots)

@@ -1,0 +1,140 @@
+"""S3-FIFO: a small FIFO, a main FIFO and a ghost FIFO (Yang et al., SOSP'23).
+
+New objects enter the small queue S (10 % of the bytes); a key found in the
+ghost queue G goes straight to the main queue M.  Hits only bump a counter.
+Evicting from S moves objects hit at least ``move_to_main_threshold`` times to
+M and turns the others into ghosts; evicting from M gives objects with a
+non-zero counter another round (counter capped at 3, minus one).  M is
+evicted when it is over its share or S is empty.  This follows libCacheSim's
+Dec-2024 rewrite: before the first eviction, once S is full new objects go to
+M.  Objects at least as large as S are refused (libCacheSim evicts for them
+first and then refuses; here ``admit`` refuses before any eviction).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import boolean, int64
+from numba.experimental import jitclass
+
+from ._keymap import GhostFifo
+from ._lists import SlotLists
+from .base import register_policy
+
+SMALL = 0
+MAIN = 1
+
+
+@jitclass(
+    [
+        ("capacity", int64),
+        ("used", int64),
+        ("n_resident", int64),
+        ("small_capacity", int64),
+        ("main_capacity", int64),
+        ("threshold", int64),
+        ("has_evicted", boolean),
+        ("ghost_hit", boolean),
+        ("freq", int64[:]),
+        ("key_of", int64[:]),
+        ("lists", SlotLists.class_type.instance_type),
+        ("ghost", GhostFifo.class_type.instance_type),
+    ]
+)
+class S3FIFOState:
+    """S3-FIFO state over slots ``[0, max_slots)``."""
+
+    def __init__(self, capacity, max_slots, small_capacity, ghost_capacity, threshold):
+        self.capacity = capacity
+        self.used = 0
+        self.n_resident = 0
+        self.small_capacity = small_capacity
+        self.main_capacity = capacity - small_capacity
+        self.threshold = threshold
+        self.has_evicted = False
+        self.ghost_hit = False
+        self.freq = np.zeros(max_slots, dtype=np.int64)
+        self.key_of = np.zeros(max_slots, dtype=np.int64)
+        self.lists = SlotLists(max_slots, 2)
+        self.ghost = GhostFifo(ghost_capacity, min(max_slots, max(ghost_capacity, 16)))
+
+    def admit(self, key, size):
+        self.ghost_hit = self.ghost.remove(key)
+        if size > self.small_capacity or size > self.capacity:
+            return False
+        return self.ghost_hit or size < self.small_capacity
+
+    def _evict_main(self):
+        lists = self.lists
+        while True:
+            slot = lists.tail[MAIN]
+            f = self.freq[slot]
+            if f >= 1:
+                self.freq[slot] = min(f, 3) - 1
+                lists.move_to_head(MAIN, slot)
+            else:
+                return slot
+
+    def victim(self):
+        self.has_evicted = True
+        lists = self.lists
+        while True:
+            if lists.nbytes[MAIN] > self.main_capacity or lists.count[SMALL] == 0:
+                slot = self._evict_main()
+                break
+            slot = -1
+            while lists.count[SMALL] > 0:
+                s = lists.tail[SMALL]
+                if self.freq[s] >= self.threshold:
+                    self.freq[s] = 0
+                    lists.move_to_head(MAIN, s)
+                else:
+                    self.ghost.push(self.key_of[s], lists.size[s])
+                    slot = s
+                    break
+            if slot != -1:
+                break
+        lists.unlink(slot)
+        self.used -= lists.size[slot]
+        self.n_resident -= 1
+        return slot
+
+    def on_insert(self, slot, key, size):
+        self.key_of[slot] = key
+        self.freq[slot] = 0
+        lists = self.lists
+        if self.ghost_hit or (not self.has_evicted and lists.nbytes[SMALL] >= self.small_capacity):
+            lists.push_head(MAIN, slot, size)
+        else:
+            lists.push_head(SMALL, slot, size)
+        self.ghost_hit = False
+        self.used += size
+        self.n_resident += 1
+
+    def on_hit(self, slot):
+        self.freq[slot] += 1
+
+    def remove(self, slot):
+        self.lists.unlink(slot)
+        self.used -= self.lists.size[slot]
+        self.n_resident -= 1
+
+    def set_next_access(self, next_vtime):
+        pass
+
+
+@register_policy(
+    "s3fifo",
+    {"small_size_ratio": 0.1, "ghost_size_ratio": 0.9, "move_to_main_threshold": 2},
+    "S3-FIFO (small, main and ghost FIFOs)",
+)
+def build_s3fifo(capacity, max_slots, small_size_ratio, ghost_size_ratio, move_to_main_threshold):
+    if not 0.0 < small_size_ratio < 1.0:
+        raise ValueError(f"s3fifo: small_size_ratio must be in (0, 1), got {small_size_ratio}")
+    if ghost_size_ratio < 0.0:
+        raise ValueError(f"s3fifo: ghost_size_ratio must be >= 0, got {ghost_size_ratio}")
+    if move_to_main_threshold < 1:
+        raise ValueError(f"s3fifo: move_to_main_threshold must be >= 1, got {move_to_main_threshold}")
+    small = int(capacity * small_size_ratio)
+    ghost = int(capacity * ghost_size_ratio)
+    return S3FIFOState(capacity, max_slots, small, ghost, move_to_main_threshold)
