@@ -1,7 +1,8 @@
 """Predict a plan's per-tier hit rates and SSD pages read per batch by replaying a trace.
 
 Per batch and table the replay follows the engine's pipeline: the batch's
-distinct rows (ascending) are looked up once each.  Pinned rows always hit
+distinct rows (ascending) are probed once each, then the misses are read and
+offered to the cache.  Pinned rows always hit
 their tier.  The others go through one DRAM cache of ``dram_cache_bytes``
 shared by all tables, run by a cache policy through the slot protocol of
 ``cache_policies`` (``admit``, ``victim``, ``on_insert``, ``on_hit``; slot =
@@ -29,8 +30,14 @@ HIT_SOURCES = ("gpu", "dram_pinned", "dram_cache", "ssd")
 
 @numba.njit(cache=True, nogil=True)
 def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page, page_stamp, stamp, state, resident, counters):
-    """Replay one table's indices of one batch; adds to ``counters`` (see module constants)."""
+    """Replay one table's indices of one batch; adds to ``counters`` (see module constants).
+
+    Like the engine: probe every distinct row first (hits touch the policy), then
+    read the misses' pages and offer the missed ``CACHED`` rows to the policy, ascending.
+    """
     rows = np.sort(indices)
+    missed = np.empty(rows.size, dtype=np.int64)
+    n_missed = 0
     i = 0
     while i < rows.size:
         row = rows[i]
@@ -42,24 +49,29 @@ def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page,
         t = tier[row]
         if t < 2:
             outcome = t
+        elif resident[slot_base + row]:
+            state.on_hit(slot_base + row)
+            outcome = 2
         else:
-            slot = slot_base + row
-            if resident[slot]:
-                state.on_hit(slot)
-                outcome = 2
-            else:
-                outcome = 3
-                page = positions[row] // rows_per_page
-                if page_stamp[page] != stamp:
-                    page_stamp[page] = stamp
-                    counters[_PAGES] += 1
-                if t == CACHED and row_bytes <= state.capacity and state.admit(slot, row_bytes):
-                    while state.used + row_bytes > state.capacity:
-                        resident[state.victim()] = False
-                    state.on_insert(slot, slot, row_bytes)
-                    resident[slot] = True
+            outcome = 3
+            page = positions[row] // rows_per_page
+            if page_stamp[page] != stamp:
+                page_stamp[page] = stamp
+                counters[_PAGES] += 1
+            if t == CACHED:
+                missed[n_missed] = row
+                n_missed += 1
         counters[outcome] += 1
         counters[_N_TIERS + outcome] += multiplicity
+    if row_bytes > state.capacity:
+        return
+    for k in range(n_missed):
+        slot = slot_base + missed[k]
+        if state.admit(slot, row_bytes):
+            while state.used + row_bytes > state.capacity:
+                resident[state.victim()] = False
+            state.on_insert(slot, slot, row_bytes)
+            resident[slot] = True
 
 
 @dataclass
