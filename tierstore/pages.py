@@ -231,11 +231,11 @@ def _seal_pages(buf, page_starts, raw_headers, payload_bytes):
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _verify_pages(buf, page_starts, codec, dtype_code, expected_rows, status):
+def _verify_pages(buf, starts, ends, codec, dtype_code, expected_rows, status):
     """Check magic, version, header fields and checksum of every page; write a status code each."""
-    for p in numba.prange(page_starts.size - 1):
-        start = page_starts[p]
-        stop = page_starts[p + 1]
+    for p in numba.prange(starts.size):
+        start = starts[p]
+        stop = ends[p]
         if stop - start < HEADER_BYTES:
             status[p] = _CHECK_SHAPE
             continue
@@ -263,11 +263,11 @@ def _verify_pages(buf, page_starts, codec, dtype_code, expected_rows, status):
         status[p] = _CHECK_OK
 
 
-def verify_pages(buf, page_starts, table, page_ids, expected_rows) -> None:
-    """Raise :class:`CorruptPageError` naming the table and page if any page fails verification."""
-    status = np.empty(page_starts.size - 1, dtype=np.uint8)
+def verify_pages(buf, starts, ends, table, page_ids, expected_rows) -> None:
+    """Raise :class:`CorruptPageError` naming the table and page if any page ``buf[starts[i]:ends[i]]`` is bad."""
+    status = np.empty(starts.size, dtype=np.uint8)
     _verify_pages(
-        buf, page_starts, CODECS[table.compression], DTYPE_CODES[table.dtype], expected_rows.astype(np.uint32), status
+        buf, starts, ends, CODECS[table.compression], DTYPE_CODES[table.dtype], expected_rows.astype(np.uint32), status
     )
     bad = np.flatnonzero(status)
     if bad.size:
@@ -278,36 +278,39 @@ def verify_pages(buf, page_starts, table, page_ids, expected_rows) -> None:
         )
 
 
-def decompress_pages(buf: np.ndarray, page_starts: np.ndarray):
-    """Turn verified zstd pages into raw pages (header kept, codec field left as stored)."""
-    n_pages = page_starts.size - 1
-    payload = buf[page_starts[:-1, None] + np.arange(12, 16)].copy().view(np.uint32).ravel().astype(np.uint64)
-    segments = np.stack([page_starts[:-1].astype(np.uint64) + HEADER_BYTES, payload], axis=1)
-    frames = zstandard.BufferWithSegments(buf.tobytes(), segments.tobytes())
+def decompress_pages(buf: np.ndarray, starts: np.ndarray):
+    """Turn verified zstd pages ``buf[starts[i]:...]`` into raw pages ``(out, out_starts)`` (headers kept)."""
+    n_pages = starts.size
+    payload = buf[starts[:, None] + np.arange(12, 16)].copy().view(np.uint32).ravel().astype(np.uint64)
+    first = int(starts.min(initial=0))
+    stop = int((starts + HEADER_BYTES + payload.astype(np.int64)).max(initial=0))
+    segments = np.stack([(starts - first).astype(np.uint64) + HEADER_BYTES, payload], axis=1)
+    frames = zstandard.BufferWithSegments(buf[first:stop].tobytes(), segments.tobytes())
     raw = zstandard.ZstdDecompressor().multi_decompress_to_buffer(frames, threads=-1)
     sizes = np.array([len(raw[i]) for i in range(n_pages)], dtype=np.int64)
-    starts = np.zeros(n_pages + 1, dtype=np.int64)
-    np.cumsum(HEADER_BYTES + ((sizes + 7) & ~7), out=starts[1:])
-    out = np.zeros(int(starts[-1]), dtype=np.uint8)
+    out_starts = np.zeros(n_pages + 1, dtype=np.int64)
+    np.cumsum(HEADER_BYTES + ((sizes + 7) & ~7), out=out_starts[1:])
+    out = np.zeros(int(out_starts[-1]), dtype=np.uint8)
     for i in range(n_pages):
-        out[starts[i] : starts[i] + HEADER_BYTES] = buf[page_starts[i] : page_starts[i] + HEADER_BYTES]
-        out[starts[i] + HEADER_BYTES : starts[i] + HEADER_BYTES + sizes[i]] = np.frombuffer(raw[i].tobytes(), np.uint8)
-    return out, starts
+        out[out_starts[i] : out_starts[i] + HEADER_BYTES] = buf[starts[i] : starts[i] + HEADER_BYTES]
+        out[out_starts[i] + HEADER_BYTES : out_starts[i] + HEADER_BYTES + sizes[i]] = np.frombuffer(raw[i].tobytes(),
+                                                                                                    np.uint8)
+    return out, out_starts[:-1]
 
 
 #: float16 bit pattern -> float32 value (numba has no float16 arithmetic on the CPU).
 HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
-def decode_rows(buf, page_starts, page_rank, slot, dtype_code, dim, out):
-    """Decode row ``slot[i]`` of page ``page_rank[i]`` (raw pages in ``buf``) into ``out[i]`` as float32."""
-    _decode_rows(buf, page_starts, page_rank, slot, dtype_code, dim, HALF_TO_FLOAT, out)
+def decode_rows(buf, starts, page_rank, slot, dtype_code, dim, out):
+    """Decode row ``slot[i]`` of the raw page at ``starts[page_rank[i]]`` into ``out[i]`` as float32."""
+    _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, HALF_TO_FLOAT, out)
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _decode_rows(buf, page_starts, page_rank, slot, dtype_code, dim, half_to_float, out):
+def _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, half_to_float, out):
     for i in numba.prange(page_rank.size):
-        start = page_starts[page_rank[i]] + HEADER_BYTES
+        start = starts[page_rank[i]] + HEADER_BYTES
         s = slot[i]
         if dtype_code == 0:
             src = buf[start + s * dim * 4 : start + (s + 1) * dim * 4].view(np.float32)

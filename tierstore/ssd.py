@@ -53,6 +53,8 @@ class SsdTable:
     db: object
     positions: np.ndarray | None = None
     counters: ReadCounters = field(default_factory=ReadCounters)
+    #: ``(LmdbDirectReader, root page)`` for this read transaction, or None to read through py-lmdb.
+    direct: tuple | None = None
 
     @property
     def n_pages(self) -> int:
@@ -65,25 +67,44 @@ class SsdTable:
         return np.minimum(rpp, self.config.num_rows - page_ids * rpp)
 
     def fetch_pages(self, txn, page_ids: np.ndarray):
-        """Read and verify pages ``page_ids`` (distinct); return raw pages ``(buf, page_starts)``."""
+        """Locate, read and verify pages ``page_ids`` (distinct); return raw pages ``(buf, starts)``.
+
+        With a direct reader the pages are verified and decoded in place in the
+        memory map; otherwise one ``Cursor.getmulti`` call copies them out.
+        """
+        if self.direct is not None:
+            buf, starts, ends = self._locate_direct(txn, page_ids)
+        else:
+            buf, starts, ends = self._get_multi(txn, page_ids)
+        pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))
+        self.counters.pages += page_ids.size
+        self.counters.bytes += int(np.sum(ends - starts))
+        if self.config.compression == "zstd":
+            buf, starts = pages.decompress_pages(buf, starts)
+        return buf, starts
+
+    def _missing(self, page_ids):
+        return pages.CorruptPageError(
+            f"table {self.config.name!r}: page(s) {[int(p) for p in page_ids[:5]]} missing from the store "
+            f"(the store is damaged)"
+        )
+
+    def _locate_direct(self, txn, page_ids):
+        reader, root = self.direct
+        starts, lengths, status = reader.locate(root, page_ids.astype(np.uint64))
+        if np.any(status != 0):
+            raise self._missing(page_ids[status != 0])
+        return reader.view, starts, starts + lengths
+
+    def _get_multi(self, txn, page_ids):
         found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))
         if len(found) != page_ids.size:
             have = {bytes(k) for k, _ in found}
-            missing = [int(p) for p, k in zip(page_ids, page_keys(page_ids)) if k not in have]
-            raise pages.CorruptPageError(
-                f"table {self.config.name!r}: page(s) {missing[:5]} missing from the store "
-                f"(table not fully loaded, or the store is damaged)"
-            )
+            raise self._missing(np.array([p for p, k in zip(page_ids, page_keys(page_ids)) if k not in have]))
         lengths = np.fromiter((len(v) for _, v in found), dtype=np.int64, count=len(found))
-        page_starts = np.zeros(len(found) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=page_starts[1:])
-        buf = np.frombuffer(b"".join([v for _, v in found]), dtype=np.uint8)
-        pages.verify_pages(buf, page_starts, self.config, page_ids, self.page_rows(page_ids))
-        self.counters.pages += page_ids.size
-        self.counters.bytes += int(page_starts[-1])
-        if self.config.compression == "zstd":
-            buf, page_starts = pages.decompress_pages(buf, page_starts)
-        return buf, page_starts
+        bounds = np.zeros(len(found) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        return np.frombuffer(b"".join([v for _, v in found]), dtype=np.uint8), bounds[:-1], bounds[1:]
 
     def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
@@ -94,8 +115,8 @@ class SsdTable:
         position = rows if self.positions is None else self.positions[rows].astype(np.int64)
         rpp = self.config.rows_per_page
         page_ids, page_rank = np.unique(position // rpp, return_inverse=True)
-        buf, page_starts = self.fetch_pages(txn, page_ids)
-        pages.decode_rows(buf, page_starts, page_rank.astype(np.int64), position % rpp,
+        buf, starts = self.fetch_pages(txn, page_ids)
+        pages.decode_rows(buf, starts, page_rank.astype(np.int64), position % rpp,
                           pages.DTYPE_CODES[self.config.dtype], self.config.dim, out)
         self.counters.rows += rows.size
         return out

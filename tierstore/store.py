@@ -20,6 +20,7 @@ import copy
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tierstore import kernels, pages
 from tierstore.config import TableConfig
 from tierstore.dram import DramTier
 from tierstore.ingest import iter_row_chunks
+from tierstore.lmdb_direct import open_direct
 from tierstore.ssd import ReadCounters, SsdTable, page_keys
 from tierstore.stats import LookupStats
 from tierstore.validate import as_ids, check_bags
@@ -160,6 +162,7 @@ class Store:
         self._epoch = None
         self._tier_of: dict[str, DramTier] = {}
         self._tiers: list[DramTier] = []
+        self._direct = open_direct(self.path)
         self._read_meta_and_layouts()
         self._build_tiers(dram_cache_bytes, policy)
 
@@ -215,6 +218,27 @@ class Store:
             except lmdb.NotFoundError:
                 continue
             self._invalidate_changed(previous, meta)
+
+    @contextmanager
+    def reading(self):
+        """A read transaction with every ready table's pages located through the direct reader when available."""
+        while True:
+            txn = self.read_txn()
+            if self._direct is None:
+                break
+            names = {name: _pages_db(name, self._entry(self._meta, name)["layout"]) for name in self._ssd}
+            roots = self._direct.roots(txn, list(names.values()))
+            if roots is not None:
+                for name, ssd in self._ssd.items():
+                    ssd.direct = (self._direct, roots[names[name]])
+                break
+            txn.abort()
+        try:
+            yield txn
+        finally:
+            for ssd in self._ssd.values():
+                ssd.direct = None
+            txn.abort()
 
     def _invalidate_changed(self, previous, meta) -> None:
         if previous is None:
@@ -381,7 +405,7 @@ class Store:
                 (r[0],) + self._pool_table(None, *r, None if views is None else views[r[0]]) for r in requests
             ]
             results = []
-            with self.read_txn() as txn:
+            with self.reading() as txn:
                 for name, idx, off, weights, mode_code, out in checked:
                     loc, slab, extra, pending = self._locate(txn, name, idx)
                     kernels.pool_rows(slab, extra, loc, off, weights, mode_code, out)
@@ -399,7 +423,7 @@ class Store:
         config = self._table(table)
         idx = as_ids("ids", ids, config.num_rows, table)
         self._ssd_of(table)
-        with self._lock, self.read_txn() as txn:
+        with self._lock, self.reading() as txn:
             loc, slab, extra, pending = self._locate(txn, table, idx)
             out = np.empty((idx.size, config.dim), dtype=np.float32)
             kernels.gather_rows(slab, extra, loc, out)
@@ -417,7 +441,7 @@ class Store:
         ssd = self._ssd_of(table)
         step = max(config.rows_per_page, (64 << 20) // max(config.row_bytes, 1) // config.rows_per_page
                    * config.rows_per_page)
-        with self._lock, self.read_txn() as txn:
+        with self._lock, self.reading() as txn:
             for start in _progress(range(0, config.num_rows, step), progress, f"warm {table}"):
                 rows = np.arange(start, min(start + step, config.num_rows), dtype=np.int64)
                 tier.admit(table, rows, ssd.read_rows(txn, rows))
@@ -620,6 +644,8 @@ class Store:
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
         """Close the LMDB environment."""
+        if self._direct is not None:
+            self._direct.close()
         self.env.close()
 
     def __enter__(self):
