@@ -2,10 +2,11 @@
 
 ``KeyMap`` is an open-addressing (linear probing, backward-shift deletion)
 int64 -> int64 map stored in two numpy arrays; it doubles when half full.
-``GhostFifo`` is a FIFO of keys (with sizes) that also answers membership and
-removes any key in O(1): the ghost queues of S3-FIFO, 2Q and ARC.  Ghosts are
-tracked by *key*, never by slot, because a live cache reuses slots for other
-keys.  The key ``EMPTY_KEY`` (int64 minimum) is reserved.
+``KeyList`` is an ordered list of keys (with sizes and a small integer tag)
+that also answers membership, moves and removes any key in O(1): the ghost
+queues of S3-FIFO, 2Q and ARC and the stacks of LIRS.  Ghosts are tracked by
+*key*, never by slot, because a live cache reuses slots for other keys.  The
+key ``EMPTY_KEY`` (int64 minimum) is reserved.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class KeyMap:
         ("index", KeyMap.class_type.instance_type),
         ("node_key", int64[:]),
         ("node_size", int64[:]),
+        ("node_tag", int64[:]),
         ("node_prev", int64[:]),
         ("node_next", int64[:]),
         ("free", int64),
@@ -139,8 +141,9 @@ class KeyMap:
         ("capacity", int64),
     ]
 )
-class GhostFifo:
-    """FIFO of keys with sizes, O(1) membership and removal.
+class KeyList:
+    """Keys ordered oldest to newest, with sizes and tags; O(1) membership,
+    move and removal.
 
     Parameters
     ----------
@@ -156,6 +159,7 @@ class GhostFifo:
         self.index = KeyMap(n)
         self.node_key = np.zeros(n, dtype=np.int64)
         self.node_size = np.zeros(n, dtype=np.int64)
+        self.node_tag = np.zeros(n, dtype=np.int64)
         self.node_prev = np.full(n, -1, dtype=np.int64)
         self.node_next = np.empty(n, dtype=np.int64)
         for i in range(n):
@@ -177,10 +181,12 @@ class GhostFifo:
             m = 2 * n
             nk = np.zeros(m, dtype=np.int64)
             ns = np.zeros(m, dtype=np.int64)
+            nt = np.zeros(m, dtype=np.int64)
             npv = np.full(m, -1, dtype=np.int64)
             nn = np.empty(m, dtype=np.int64)
             nk[:n] = self.node_key
             ns[:n] = self.node_size
+            nt[:n] = self.node_tag
             npv[:n] = self.node_prev
             nn[:n] = self.node_next
             for i in range(n, m):
@@ -188,6 +194,7 @@ class GhostFifo:
             nn[m - 1] = -1
             self.node_key = nk
             self.node_size = ns
+            self.node_tag = nt
             self.node_prev = npv
             self.node_next = nn
             self.free = n
@@ -196,7 +203,7 @@ class GhostFifo:
         return node
 
     def push(self, key, size):
-        """Append ``key`` as the newest ghost, first dropping the oldest ghosts
+        """Append ``key`` (absent) as the newest, first dropping the oldest keys
         while the budget would be exceeded; a key larger than the whole budget
         is not recorded."""
         if self.capacity >= 0:
@@ -207,6 +214,13 @@ class GhostFifo:
         node = self._alloc()
         self.node_key[node] = key
         self.node_size[node] = size
+        self.node_tag[node] = 0
+        self._link_newest(node)
+        self.index.put(key, node)
+        self.count += 1
+        self.used += size
+
+    def _link_newest(self, node):
         self.node_prev[node] = self.newest
         self.node_next[node] = -1
         if self.newest != -1:
@@ -214,11 +228,8 @@ class GhostFifo:
         else:
             self.oldest = node
         self.newest = node
-        self.index.put(key, node)
-        self.count += 1
-        self.used += size
 
-    def _unlink(self, node):
+    def _detach(self, node):
         p = self.node_prev[node]
         nx = self.node_next[node]
         if p != -1:
@@ -229,13 +240,44 @@ class GhostFifo:
             self.node_prev[nx] = p
         else:
             self.newest = p
+
+    def move_to_newest(self, key):
+        """Make ``key`` (present) the newest entry."""
+        node = self.index.get(key, -1)
+        if node != self.newest:
+            self._detach(node)
+            self._link_newest(node)
+
+    def size_of(self, key):
+        return self.node_size[self.index.get(key, -1)]
+
+    def tag(self, key):
+        return self.node_tag[self.index.get(key, -1)]
+
+    def set_tag(self, key, tag):
+        self.node_tag[self.index.get(key, -1)] = tag
+
+    def oldest_key(self):
+        """Key of the oldest entry (``EMPTY_KEY`` if empty)."""
+        if self.oldest == -1:
+            return EMPTY_KEY
+        return self.node_key[self.oldest]
+
+    def newest_key(self):
+        """Key of the newest entry (``EMPTY_KEY`` if empty)."""
+        if self.newest == -1:
+            return EMPTY_KEY
+        return self.node_key[self.newest]
+
+    def _unlink(self, node):
+        self._detach(node)
         self.count -= 1
         self.used -= self.node_size[node]
         self.node_next[node] = self.free
         self.free = node
 
     def remove(self, key):
-        """Forget ``key``; return whether it was a ghost."""
+        """Forget ``key``; return whether it was present."""
         node = self.index.get(key, -1)
         if node == -1:
             return False
@@ -244,7 +286,7 @@ class GhostFifo:
         return True
 
     def pop_oldest(self):
-        """Drop the oldest ghost and return its key (``EMPTY_KEY`` if empty)."""
+        """Drop the oldest entry and return its key (``EMPTY_KEY`` if empty)."""
         node = self.oldest
         if node == -1:
             return EMPTY_KEY

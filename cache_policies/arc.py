@@ -14,7 +14,7 @@ import numpy as np
 from numba import float64, int64
 from numba.experimental import jitclass
 
-from ._keymap import GhostFifo
+from ._keymap import KeyList
 from ._lists import SlotLists
 from .base import register_policy
 
@@ -35,8 +35,8 @@ HIT_B2 = 2
         ("incoming_size", int64),
         ("key_of", int64[:]),
         ("lists", SlotLists.class_type.instance_type),
-        ("b1", GhostFifo.class_type.instance_type),
-        ("b2", GhostFifo.class_type.instance_type),
+        ("b1", KeyList.class_type.instance_type),
+        ("b2", KeyList.class_type.instance_type),
     ]
 )
 class ARCState:
@@ -52,8 +52,8 @@ class ARCState:
         self.key_of = np.zeros(max_slots, dtype=np.int64)
         self.lists = SlotLists(max_slots, 2)
         n_ghost = min(max_slots, max(capacity, 16))
-        self.b1 = GhostFifo(-1, n_ghost)
-        self.b2 = GhostFifo(-1, n_ghost)
+        self.b1 = KeyList(-1, n_ghost)
+        self.b2 = KeyList(-1, n_ghost)
 
     def admit(self, key, size):
         self.ghost_hit = NO_GHOST_HIT
@@ -117,6 +117,9 @@ class ARCState:
 
     def remove(self, slot):
         self._drop(slot)
+
+    def take_evicted(self):
+        return -1
 
     def set_next_access(self, next_vtime):
         pass

@@ -12,7 +12,12 @@ the live caches drive through the slot protocol:
   ``used + size > capacity``;
 - ``on_hit(slot)``; ``remove(slot)`` (invalidation, no ghost);
 - ``set_next_access(next_vtime)``: called before each request by the
-  simulator; only Belady uses it.
+  simulator; only Belady uses it;
+- ``take_evicted() -> slot or -1``: slots the policy evicted on its own, which
+  the caller drains after ``on_hit``, after ``admit`` and after its eviction
+  loop.  Only LIRS returns any (libCacheSim's LIRS evicts during hits and
+  admission, and one eviction step may free several objects); for every other
+  policy it always returns -1.
 
 Every policy accepts ``admission`` (``"none"``, ``"second_hit"`` or
 ``"tinylfu"``), an admission filter in front of the policy, with

@@ -119,6 +119,9 @@ class BeladyState:
         self.used -= self.size[slot]
         self.n_resident -= 1
 
+    def take_evicted(self):
+        return -1
+
     def set_next_access(self, next_vtime):
         self.current_next = next_vtime if next_vtime >= 0 else _INFINITY
 

@@ -68,6 +68,9 @@ class LFUState:
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
 
+    def take_evicted(self):
+        return -1
+
     def set_next_access(self, next_vtime):
         pass
 

@@ -17,7 +17,7 @@ import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._keymap import GhostFifo
+from ._keymap import KeyList
 from ._lists import SlotLists
 from .base import register_policy
 
@@ -38,7 +38,7 @@ MAIN = 1
         ("freq", int64[:]),
         ("key_of", int64[:]),
         ("lists", SlotLists.class_type.instance_type),
-        ("ghost", GhostFifo.class_type.instance_type),
+        ("ghost", KeyList.class_type.instance_type),
     ]
 )
 class S3FIFOState:
@@ -56,7 +56,7 @@ class S3FIFOState:
         self.freq = np.zeros(max_slots, dtype=np.int64)
         self.key_of = np.zeros(max_slots, dtype=np.int64)
         self.lists = SlotLists(max_slots, 2)
-        self.ghost = GhostFifo(ghost_capacity, min(max_slots, max(ghost_capacity, 16)))
+        self.ghost = KeyList(ghost_capacity, min(max_slots, max(ghost_capacity, 16)))
 
     def admit(self, key, size):
         self.ghost_hit = self.ghost.remove(key)
@@ -118,6 +118,9 @@ class S3FIFOState:
         self.lists.unlink(slot)
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
+
+    def take_evicted(self):
+        return -1
 
     def set_next_access(self, next_vtime):
         pass

@@ -70,6 +70,9 @@ class SieveState:
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
 
+    def take_evicted(self):
+        return -1
+
     def set_next_access(self, next_vtime):
         pass
 

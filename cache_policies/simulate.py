@@ -5,7 +5,8 @@ state is built with ``max_slots = n_keys``; the replay loop is one ``njit``
 function, specialised by numba for each state type.  The request loop follows
 libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
 ``admit`` and, if admitted, evicts while ``used + size > capacity`` and then
-inserts.  A refused miss still counts as a miss.
+inserts.  A refused miss still counts as a miss.  After ``on_hit``, ``admit``
+and the eviction loop, slots from ``take_evicted`` are dropped.
 """
 
 from __future__ import annotations
@@ -122,6 +123,14 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _drain_evicted(state, resident):
+    slot = state.take_evicted()
+    while slot != -1:
+        resident[slot] = False
+        slot = state.take_evicted()
+
+
+@numba.njit(cache=True)
 def _replay(state, ids, sizes, next_access, resident):
     hits = 0
     byte_hits = 0
@@ -134,14 +143,18 @@ def _replay(state, ids, sizes, next_access, resident):
             state.set_next_access(next_access[i])
         if resident[slot]:
             state.on_hit(slot)
+            _drain_evicted(state, resident)
             hits += 1
             byte_hits += size
             continue
         byte_misses += size
-        if not state.admit(slot, size):
+        admitted = state.admit(slot, size)
+        _drain_evicted(state, resident)
+        if not admitted:
             continue
         while state.used + size > state.capacity:
             resident[state.victim()] = False
+        _drain_evicted(state, resident)
         state.on_insert(slot, slot, size)
         resident[slot] = True
     return hits, byte_hits, byte_misses

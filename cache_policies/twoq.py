@@ -19,7 +19,7 @@ import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._keymap import GhostFifo
+from ._keymap import KeyList
 from ._lists import SlotLists
 from .base import register_policy
 
@@ -38,7 +38,7 @@ AM = 1
         ("incoming_size", int64),
         ("key_of", int64[:]),
         ("lists", SlotLists.class_type.instance_type),
-        ("aout", GhostFifo.class_type.instance_type),
+        ("aout", KeyList.class_type.instance_type),
     ]
 )
 class TwoQState:
@@ -54,7 +54,7 @@ class TwoQState:
         self.incoming_size = 0
         self.key_of = np.zeros(max_slots, dtype=np.int64)
         self.lists = SlotLists(max_slots, 2)
-        self.aout = GhostFifo(aout_capacity, min(max_slots, max(aout_capacity, 16)))
+        self.aout = KeyList(aout_capacity, min(max_slots, max(aout_capacity, 16)))
 
     def _resident_bytes(self):
         return self.lists.nbytes[AIN] + self.lists.nbytes[AM]
@@ -104,6 +104,9 @@ class TwoQState:
         self.lists.unlink(slot)
         self.n_resident -= 1
         self._update_used()
+
+    def take_evicted(self):
+        return -1
 
     def set_next_access(self, next_vtime):
         pass
