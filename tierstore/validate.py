@@ -53,6 +53,8 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
             raise ValueError(
                 f"table {table!r}: last offset {int(off[-1])} must equal len(indices) = {idx.size}"
             )
+    elif off.size and off.max() > idx.size:
+        raise ValueError(f"table {table!r}: offsets run past len(indices) = {idx.size}")
     else:
         off = np.append(off, np.int64(idx.size))
     if off[0] != 0:

@@ -1,0 +1,289 @@
+"""The store against a plain numpy reference, on real LMDB files in temp dirs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import lmdb
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import pool, quantization_bound, stored_values
+
+import tierstore
+from tierstore import SparseBatch, TableConfig
+from tierstore.pages import default_rows_per_page
+
+POLICIES = ["lru", "fifo", "clock", "sieve", "s3fifo", "arc", "lfu", "twoq", "wtinylfu", "lirs"]
+
+
+def _available_policies():
+    from cache_policies import available_policies
+
+    names = set(available_policies())
+    return [p for p in POLICIES if p in names] or ["lru"]
+
+
+def make_store(tmp_path, tables: dict, name="s"):
+    """Create and load a store from ``{TableConfig: ndarray}``; returns its path."""
+    path = tmp_path / name
+    store = tierstore.create(path, list(tables))
+    for config, values in tables.items():
+        store.load(config.name, values, progress=False)
+    store.close()
+    return path
+
+
+@st.composite
+def bags(draw, num_rows, max_bags=12, max_len=9):
+    lengths = draw(st.lists(st.integers(0, max_len), min_size=0, max_size=max_bags))
+    n = int(sum(lengths))
+    indices = draw(st.lists(st.integers(0, num_rows - 1), min_size=n, max_size=n))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return np.array(indices, dtype=np.int64), offsets
+
+
+@st.composite
+def table_cases(draw):
+    dtype = draw(st.sampled_from(["float32", "float16", "int8"]))
+    dim = draw(st.integers(1, 20))
+    num_rows = draw(st.integers(1, 120))
+    max_rpp = default_rows_per_page(dtype, dim)
+    rpp = draw(st.one_of(st.none(), st.integers(1, min(max_rpp, 40))))
+    compression = draw(st.sampled_from([None, "zstd"]))
+    return TableConfig("t", num_rows, dim, dtype, rpp, compression)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(config=table_cases(), data=st.data())
+def test_lookup_matches_numpy_reference(tmp_path_factory, config, data):
+    tmp_path = tmp_path_factory.mktemp("store")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    values = (rng.standard_normal((config.num_rows, config.dim)) * 3).astype(np.float32)
+    path = make_store(tmp_path, {config: values})
+    expected_table = stored_values(values, config.dtype)
+    assert np.all(np.abs(expected_table - values) <= quantization_bound(values, config.dtype))
+    cache_rows = data.draw(st.integers(0, config.num_rows + 2))
+    policy = data.draw(st.sampled_from(_available_policies()))
+    with tierstore.open(path, dram_cache_bytes=cache_rows * config.dim * 4, policy=policy) as store:
+        for _ in range(data.draw(st.integers(1, 4))):
+            indices, offsets = data.draw(bags(config.num_rows))
+            mode = data.draw(st.sampled_from(["sum", "mean", "max"]))
+            weights = None
+            if mode == "sum" and data.draw(st.booleans()):
+                weights = rng.standard_normal(indices.size).astype(np.float32)
+            last = data.draw(st.booleans())
+            got = store.lookup("t", indices, offsets if last else offsets[:-1], weights, mode, include_last_offset=last)
+            want = pool(expected_table, indices, offsets, weights, mode)
+            assert got.shape == want.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * (1 + np.abs(want).max(initial=0)))
+        rows = data.draw(st.lists(st.integers(0, config.num_rows - 1), max_size=30))
+        np.testing.assert_array_equal(store.get_rows("t", np.array(rows, dtype=np.int64)),
+                                      expected_table[np.array(rows, dtype=np.int64)].reshape(-1, config.dim))
+        stats = store.stats()
+        assert stats["dram"]["bytes_used"] <= stats["dram"]["budget_bytes"]
+
+
+def test_reopen_returns_identical_rows(tmp_path):
+    rng = np.random.default_rng(1)
+    tables = {
+        TableConfig("a", 333, 7): rng.standard_normal((333, 7)).astype(np.float32),
+        TableConfig("b", 50, 64, "float16", compression="zstd"): rng.standard_normal((50, 64)).astype(np.float32),
+        TableConfig("c", 91, 16, "int8", rows_per_page=5): rng.standard_normal((91, 16)).astype(np.float32),
+    }
+    path = make_store(tmp_path, tables)
+    first = {}
+    with tierstore.open(path) as store:
+        for config in tables:
+            first[config.name] = store.get_rows(config.name, np.arange(config.num_rows))
+    with tierstore.open(path, dram_cache_bytes=10_000, policy="lru") as store:
+        for config, values in tables.items():
+            again = store.get_rows(config.name, np.arange(config.num_rows)[::-1])[::-1]
+            np.testing.assert_array_equal(again, first[config.name])
+            np.testing.assert_array_equal(again, stored_values(values, config.dtype))
+
+
+def test_lookup_batch_keeps_key_order_and_views(tmp_path):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((40, 3)).astype(np.float32), rng.standard_normal((70, 5)).astype(np.float32)
+    path = make_store(tmp_path, {TableConfig("a", 40, 3): a, TableConfig("b", 70, 5): b})
+    b_bags = (np.array([1, 2, 69, 0]), np.array([0, 3, 3, 4]))
+    a_bags = (np.array([39, 39, 5]), np.array([0, 1, 1, 3]))
+    unweighted = SparseBatch.from_tables({"b": b_bags, "a": a_bags})
+    weighted = SparseBatch.from_tables({"b": b_bags + (np.ones(4, np.float32),),
+                                        "a": a_bags + (np.array([0.5, 2.0, -1.0], np.float32),)})
+    with tierstore.open(path, dram_cache_bytes=4 * 8 * 20) as store:
+        out = store.lookup_batch(unweighted, mode={"b": "max", "a": "mean"})
+        views = store.table_views(unweighted.keys, out)
+        summed = store.table_views(weighted.keys, store.lookup_batch(weighted))
+    assert out.shape == (3, 8)
+    np.testing.assert_allclose(views["b"], pool(b, *b_bags, mode="max"), rtol=1e-6)
+    np.testing.assert_allclose(views["a"], pool(a, *a_bags, mode="mean"), rtol=1e-6)
+    assert np.shares_memory(views["a"], out)
+    np.testing.assert_allclose(summed["a"], pool(a, *a_bags, [0.5, 2.0, -1.0]), rtol=1e-6)
+    np.testing.assert_allclose(summed["b"], pool(b, *b_bags), rtol=1e-6)
+
+
+BAD_INPUTS = [
+    (dict(indices=[0, 100]), ValueError, "out of range"),
+    (dict(indices=[-1, 2]), ValueError, "negative"),
+    (dict(indices=np.array([0.0, 1.0])), ValueError, "integers"),
+    (dict(indices=np.zeros((2, 1), np.int64)), ValueError, "1-D"),
+    (dict(offsets=[0, 2, 1]), ValueError, "non-decreasing"),
+    (dict(offsets=[1, 2]), ValueError, "start at 0"),
+    (dict(offsets=[0, 1, 2, 5], include_last_offset=True), ValueError, "last offset"),
+    (dict(offsets=[0, 1, 9]), ValueError, "past"),
+    (dict(per_sample_weights=np.ones(2, np.float32), mode="mean"), ValueError, "mode='sum'"),
+    (dict(per_sample_weights=np.ones(3, np.float32)), ValueError, "shape"),
+    (dict(per_sample_weights=np.ones(4, np.int64)), ValueError, "floating"),
+    (dict(mode="median"), ValueError, "mode"),
+    (dict(table="nope"), KeyError, "unknown table"),
+]
+
+
+@pytest.mark.parametrize("bad, error, message", BAD_INPUTS)
+def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message):
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((100, 4)).astype(np.float32)
+    path = make_store(tmp_path, {TableConfig("t", 100, 4): values})
+    good = dict(table="t", indices=np.array([3, 7, 3, 99]), offsets=np.array([0, 2]), per_sample_weights=None,
+                mode="sum", include_last_offset=False)
+    with tierstore.open(path, dram_cache_bytes=4 * 4 * 10, policy="lru") as store:
+        store.lookup(**good)
+        before = json.dumps(store.stats(), sort_keys=True)
+        cached = store._tier_of["t"].row2slot.copy()
+        call = {**good, **bad}
+        if "offsets" not in bad and np.asarray(call["indices"]).shape[0] != 4:
+            call["offsets"] = np.array([0, 1])
+        with pytest.raises(error, match=message):
+            store.lookup(**call)
+        assert json.dumps(store.stats(), sort_keys=True) == before
+        np.testing.assert_array_equal(store._tier_of["t"].row2slot, cached)
+        got = store.lookup(**good)
+    np.testing.assert_allclose(got, pool(values, good["indices"], [0, 2, 4]), rtol=1e-6)
+
+
+def test_bad_batch_raises_before_any_table_is_touched(tmp_path):
+    path = make_store(tmp_path, {TableConfig("a", 10, 2): np.ones((10, 2)), TableConfig("b", 10, 2): np.ones((10, 2))})
+    batch = SparseBatch.from_tables({"a": (np.array([1]), np.array([0, 1])), "b": (np.array([10]), np.array([0, 1]))})
+    with tierstore.open(path, dram_cache_bytes=1000) as store:
+        with pytest.raises(ValueError, match="table 'b'"):
+            store.lookup_batch(batch)
+        assert store.stats()["lookups"] == 0 and store.stats()["dram"]["rows_admitted"] == 0
+
+
+def test_errors_for_missing_newer_and_foreign_stores(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no tierstore store"):
+        tierstore.open(tmp_path / "missing")
+    path = make_store(tmp_path, {TableConfig("t", 10, 2): np.zeros((10, 2))})
+    with pytest.raises(tierstore.IncompatibleStoreError, match="tables differ"):
+        tierstore.open(path, tables=[TableConfig("t", 11, 2)])
+    env = lmdb.open(str(path), max_dbs=8)
+    with env.begin(write=True) as txn:
+        db = env.open_db(b"__meta__", txn=txn)
+        meta = json.loads(txn.get(b"store", db=db))
+        meta["format_version"] = 99
+        txn.put(b"store", json.dumps(meta).encode(), db=db)
+        txn.put(b"epoch", np.uint64(77).tobytes(), db=db)
+    env.close()
+    with pytest.raises(tierstore.IncompatibleStoreError, match="newer"):
+        tierstore.open(path)
+    foreign = tmp_path / "foreign"
+    lmdb.open(str(foreign)).close()
+    with pytest.raises(tierstore.IncompatibleStoreError, match="not a tierstore"):
+        tierstore.open(foreign)
+
+
+def test_corrupt_page_names_table_and_page(tmp_path):
+    values = np.full((64, 8), 1234.5, dtype=np.float32)
+    values[40:48] = 4321.25
+    path = make_store(tmp_path, {TableConfig("t", 64, 8, rows_per_page=8): values})
+    data = bytearray((path / "data.mdb").read_bytes())
+    marker = np.full(8, 4321.25, dtype=np.float32).tobytes()
+    at = data.find(marker)
+    assert at > 0
+    data[at + 3] ^= 0x40
+    (path / "data.mdb").write_bytes(bytes(data))
+    with tierstore.open(path, dram_cache_bytes=64 * 32) as store:
+        np.testing.assert_array_equal(store.get_rows("t", np.array([0, 39])), values[[0, 39]])
+        with pytest.raises(tierstore.CorruptPageError, match=r"table 't', page 5: checksum"):
+            store.lookup("t", np.array([1, 41]), np.array([0]))
+        assert store._tier_of["t"].resident_rows("t") == 2
+
+
+def test_writes_need_a_writable_store_and_update_rows_is_visible(tmp_path):
+    values = np.arange(40, dtype=np.float32).reshape(20, 2)
+    path = make_store(tmp_path, {TableConfig("t", 20, 2, rows_per_page=3): values})
+    with tierstore.open(path) as store, pytest.raises(PermissionError):
+        store.update_rows("t", [1], np.zeros((1, 2)))
+    with tierstore.open(path, readonly=False, dram_cache_bytes=2 * 4 * 20) as store:
+        store.get_rows("t", np.arange(20))
+        store.update_rows("t", [1, 19], np.array([[7, 7], [9, 9]], np.float32))
+        values[[1, 19]] = [[7, 7], [9, 9]]
+        np.testing.assert_array_equal(store.get_rows("t", np.arange(20)), values)
+        with pytest.raises(ValueError, match="distinct"):
+            store.update_rows("t", [2, 2], np.zeros((2, 2)))
+    with tierstore.open(path) as store:
+        np.testing.assert_array_equal(store.get_rows("t", np.arange(20)), values)
+
+
+def test_apply_layout_preserves_rows_and_other_readers_follow(tmp_path):
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal((500, 6)).astype(np.float32)
+    path = make_store(tmp_path, {TableConfig("t", 500, 6, "int8", rows_per_page=16): values})
+    reader = tierstore.open(path, dram_cache_bytes=6 * 4 * 50)
+    before = reader.get_rows("t", np.arange(500))
+    order = rng.permutation(500)
+    code = f"import tierstore, numpy as np; s = tierstore.open({str(path)!r}, readonly=False); " \
+           f"s.apply_layout({{'t': np.array({order.tolist()})}}, progress=False)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_array_equal(reader.get_rows("t", np.arange(500)), before)
+    np.testing.assert_array_equal(reader.row_positions("t")[order], np.arange(500))
+    reader.close()
+
+
+def test_map_full_is_a_clear_error_and_keeps_old_data(tmp_path):
+    path = tmp_path / "small"
+    store = tierstore.create(path, [TableConfig("a", 10, 4), TableConfig("big", 200_000, 16)], map_size=1 << 20)
+    store.load("a", np.ones((10, 4)), progress=False)
+    with pytest.raises(tierstore.StoreWriteError, match="big"):
+        store.load("big", np.zeros((200_000, 16), np.float32), progress=False)
+    np.testing.assert_array_equal(store.get_rows("a", np.arange(10)), np.ones((10, 4)))
+    with pytest.raises(ValueError, match="no data yet"):
+        store.get_rows("big", [0])
+    store.close()
+
+
+WRITER = textwrap.dedent("""
+    import sys, time, numpy as np, tierstore
+    store = tierstore.open(sys.argv[1], readonly=False)
+    def chunks():
+        for i in range(1000):
+            yield np.full((4096, 16), 2.0, np.float32)
+            print("chunk", i, flush=True)
+            time.sleep(0.02)
+    store.load("t", chunks(), progress=False, chunk_bytes=4096 * 16 * 4)
+""")
+
+
+def test_writer_killed_mid_load_leaves_previous_contents(tmp_path):
+    num_rows = 4096 * 1000
+    path = tmp_path / "s"
+    store = tierstore.create(path, [TableConfig("t", num_rows, 16)])
+    store.load("t", (np.ones((num_rows // 10, 16), np.float32) for _ in range(10)), progress=False)
+    store.close()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    for _ in range(20):
+        assert proc.stdout.readline().startswith("chunk")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with tierstore.open(path) as reopened:
+        rows = reopened.get_rows("t", np.array([0, 5000, 81919, num_rows - 1]))
+    np.testing.assert_array_equal(rows, np.ones((4, 16), np.float32))
