@@ -11,7 +11,8 @@ All tables compete under one budget per tier.  Methods:
     Uniform-split baseline: each table gets a share of every tier proportional to
     its size in bytes and pins its own most accessed rows.
 ``"cache_only"``
-    Nothing pinned: all of DRAM goes to the policy-managed cache.
+    Nothing pinned and no row kept out: all of DRAM goes to one policy-managed
+    cache that may admit any row (the single-policy baseline).
 
 A share ``dynamic_fraction`` of DRAM is kept for the policy-managed cache (plus
 whatever pinning leaves unused).  Rows that are not pinned are cached when the
@@ -171,7 +172,7 @@ def assign_tiers(
     dram_cache_bytes = budgets.dram_bytes - dram_used
     tier = np.full(all_counts.size, SSD_ONLY, dtype=np.int8)
     if dram_cache_bytes > 0:
-        tier[all_counts >= min_cache_count] = CACHED
+        tier[(all_counts >= min_cache_count) | (method == "cache_only")] = CACHED
     tier[dram] = PINNED_DRAM
     tier[gpu] = PINNED_GPU
     return TierAssignment(

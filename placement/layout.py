@@ -237,7 +237,7 @@ def coaccess_layout(
     *,
     exclude: np.ndarray | None = None,
     pairs_per_row: int = 4,
-    max_degree: int = 16,
+    max_degree: int = 32,
     seed: int = 0,
 ) -> np.ndarray:
     """Order one table's rows so that co-accessed rows share pages.

@@ -46,7 +46,7 @@ class PlanConfig(JsonDataclass):
     dynamic_fraction: float = 0.2
     min_cache_count: int = 1
     pairs_per_row: int = 4
-    max_degree: int = 16
+    max_degree: int = 32
     exclude_pinned_from_layout: bool = True
     seed: int = 0
 

@@ -165,6 +165,7 @@ def test_assignment_respects_budgets_and_places_every_row_once(p):
         assert not np.any((tiers <= pl.PINNED_DRAM) & (counts[n] <= 0)), "rows never accessed are never pinned"
     if p["method"] == "cache_only":
         assert gpu == dram == 0
+        assert all(np.all(a.tier[n] == (pl.CACHED if budgets.dram_bytes else pl.SSD_ONLY)) for n in tables)
 
 
 def test_frequency_greedy_pins_the_most_accessed_rows_in_order():
