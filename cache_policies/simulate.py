@@ -2,7 +2,8 @@
 
 Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
 state is built with ``max_slots = n_keys``; the replay loop is one ``njit``
-function, specialised by numba for each state type.  The request loop follows
+function, specialised by numba for each state type (not cached on disk:
+numba keys jitclass types by object id, so each process compiles them once).  The request loop follows
 libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
 ``admit`` and, if admitted, evicts while ``used + size > capacity`` and then
 inserts.  A refused miss still counts as a miss.  After ``on_hit``, ``admit``
@@ -122,7 +123,7 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
     return _next_access(np.ascontiguousarray(ids, dtype=np.int64), int(n_keys))
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _drain_evicted(state, resident):
     slot = state.take_evicted()
     while slot != -1:
@@ -130,7 +131,7 @@ def _drain_evicted(state, resident):
         slot = state.take_evicted()
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _replay(state, ids, sizes, next_access, resident):
     hits = 0
     byte_hits = 0
