@@ -8,7 +8,7 @@ compiled code drives tierstore's live caches and the offline simulator.
 2
 """
 
-from . import arc, belady, clock, fifo, lfu, lirs, lru, s3fifo, sieve, twoq, wtinylfu  # noqa: F401  (registers the policies)
+from . import arc, belady, clock, fifo, lfu, lirs, lru, pinned, s3fifo, sieve, twoq, wtinylfu  # noqa: F401  (registers the policies)
 from .base import Policy, available_policies, make_policy
 from .simulate import SimResult, simulate
 

@@ -154,7 +154,7 @@ class Policy:
         from .admission import wrap_with_filter
 
         memory = self.params["admission_memory"] or max(capacity, 1)
-        return wrap_with_filter(state, self.params["admission"], memory, capacity)
+        return wrap_with_filter(state, self.params["admission"], memory, max_slots)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready ``{"name": ..., "params": {...}}``."""

@@ -1,7 +1,8 @@
 """Trace simulation: replay a key sequence through a policy state.
 
 Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
-state is built with ``max_slots = n_keys``; the replay loop is one ``njit``
+state is built with ``max_slots = n_keys``; policies still see the original
+keys in ``admit`` and ``on_insert``; the replay loop is one ``njit``
 function, specialised by numba for each state type (not cached on disk:
 numba keys jitclass types by object id, so each process compiles them once).  The request loop follows
 libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
@@ -132,7 +133,7 @@ def _drain_evicted(state, resident):
 
 
 @numba.njit
-def _replay(state, ids, sizes, next_access, resident):
+def _replay(state, keys, ids, sizes, next_access, resident):
     hits = 0
     byte_hits = 0
     byte_misses = 0
@@ -149,14 +150,14 @@ def _replay(state, ids, sizes, next_access, resident):
             byte_hits += size
             continue
         byte_misses += size
-        admitted = state.admit(slot, size)
+        admitted = state.admit(keys[i], size)
         _drain_evicted(state, resident)
         if not admitted:
             continue
         while state.used + size > state.capacity:
             resident[state.victim()] = False
         _drain_evicted(state, resident)
-        state.on_insert(slot, slot, size)
+        state.on_insert(slot, keys[i], size)
         resident[slot] = True
     return hits, byte_hits, byte_misses
 
@@ -224,7 +225,7 @@ def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=
         next_access = np.empty(0, dtype=np.int64)
     state = policy.new_state(capacity, max(n_keys, 1))
     resident = np.zeros(max(n_keys, 1), dtype=np.bool_)
-    hits, byte_hits, byte_misses = _replay(state, ids, sizes, next_access, resident)
+    hits, byte_hits, byte_misses = _replay(state, keys, ids, sizes, next_access, resident)
     config = {
         "policy": policy.to_dict(),
         "capacity": int(capacity),
