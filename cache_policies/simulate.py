@@ -4,7 +4,8 @@ Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
 state is built with ``max_slots = n_keys``; policies still see the original
 keys in ``admit`` and ``on_insert``; the replay loop is one ``njit``
 function, specialised by numba for each state type (not cached on disk:
-numba keys jitclass types by object id, so each process compiles them once).  The request loop follows
+numba keys jitclass types by object id, so each process compiles them once).
+The request loop follows
 libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
 ``admit`` and, if admitted, evicts while ``used + size > capacity`` and then
 inserts.  A refused miss still counts as a miss.  After ``on_hit``, ``admit``
@@ -14,7 +15,7 @@ and the eviction loop, slots from ``take_evicted`` are dropped.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -23,6 +24,35 @@ import numpy as np
 from .base import Policy, as_policy
 
 NEVER = -1
+
+
+HIT = 1
+INSERTED = 0
+REFUSED = 2
+
+
+@dataclass(frozen=True)
+class ReplayLog:
+    """Per-request record of a simulation (``simulate(..., record=True)``).
+
+    Attributes
+    ----------
+    outcome : ndarray of int8
+        ``HIT`` (1), ``INSERTED`` (0: a miss that was cached) or ``REFUSED``
+        (2: a miss the policy did not cache), per request.
+    n_evicted : ndarray of int64
+        Objects that left the cache while serving each request.
+    evicted_keys : ndarray of int64
+        The keys that left, in order (``n_evicted.sum()`` entries).
+    final_used, final_n_resident : int
+        The state's ``used`` and ``n_resident`` after the last request.
+    """
+
+    outcome: np.ndarray
+    n_evicted: np.ndarray
+    evicted_keys: np.ndarray
+    final_used: int
+    final_n_resident: int
 
 
 @dataclass(frozen=True)
@@ -39,6 +69,8 @@ class SimResult:
         ``hits + misses``.
     config : dict
         The policy (``Policy.to_dict()``), capacity and trace shape it ran with.
+    log : ReplayLog or None
+        Per-request record, only with ``record=True`` (not serialised).
     """
 
     hits: int
@@ -47,6 +79,7 @@ class SimResult:
     byte_misses: int
     n_requests: int
     config: dict[str, Any] = field(default_factory=dict)
+    log: ReplayLog | None = field(default=None, repr=False, compare=False)
 
     @property
     def miss_ratio(self) -> float:
@@ -59,7 +92,14 @@ class SimResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Counts, ratios and config, JSON-ready."""
-        out = asdict(self)
+        out = {
+            "hits": self.hits,
+            "misses": self.misses,
+            "byte_hits": self.byte_hits,
+            "byte_misses": self.byte_misses,
+            "n_requests": self.n_requests,
+            "config": self.config,
+        }
         out["miss_ratio"] = self.miss_ratio
         out["byte_miss_ratio"] = self.byte_miss_ratio
         return out
@@ -125,19 +165,31 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
 
 
 @numba.njit
-def _drain_evicted(state, resident):
+def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
+    if slot < 0 or slot >= resident.shape[0] or not resident[slot]:
+        raise RuntimeError("policy evicted a slot that is not resident")
+    resident[slot] = False
+    if record:
+        evicted_keys[evicted_keys[-1]] = keys_of_slot[slot]
+        evicted_keys[-1] += 1
+        n_evicted[i] += 1
+
+
+@numba.njit
+def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
     slot = state.take_evicted()
     while slot != -1:
-        resident[slot] = False
+        _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
         slot = state.take_evicted()
 
 
 @numba.njit
-def _replay(state, keys, ids, sizes, next_access, resident):
+def _replay(state, keys, ids, sizes, next_access, resident, keys_of_slot, outcome, n_evicted, evicted_keys):
     hits = 0
     byte_hits = 0
     byte_misses = 0
     use_next = next_access.shape[0] > 0
+    record = outcome.shape[0] > 0
     for i in range(ids.shape[0]):
         slot = ids[i]
         size = sizes[i]
@@ -145,20 +197,26 @@ def _replay(state, keys, ids, sizes, next_access, resident):
             state.set_next_access(next_access[i])
         if resident[slot]:
             state.on_hit(slot)
-            _drain_evicted(state, resident)
+            _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
             hits += 1
             byte_hits += size
+            if record:
+                outcome[i] = HIT
             continue
         byte_misses += size
         admitted = state.admit(keys[i], size)
-        _drain_evicted(state, resident)
+        _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+        if record:
+            outcome[i] = INSERTED if admitted else REFUSED
         if not admitted:
             continue
         while state.used + size > state.capacity:
-            resident[state.victim()] = False
-        _drain_evicted(state, resident)
+            _evict(state.victim(), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+        _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
         state.on_insert(slot, keys[i], size)
         resident[slot] = True
+        if state.used > state.capacity:
+            raise RuntimeError("policy exceeded its capacity after an insert")
     return hits, byte_hits, byte_misses
 
 
@@ -187,7 +245,9 @@ def _as_sizes(sizes, n: int) -> np.ndarray:
     return sizes
 
 
-def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=None) -> SimResult:
+def simulate(
+    keys, policy: Policy | str, capacity: int, sizes=None, next_access=None, record: bool = False
+) -> SimResult:
     """Replay ``keys`` through ``policy`` with a cache of ``capacity``.
 
     Parameters
@@ -204,10 +264,18 @@ def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=
     next_access : array of int, optional
         Index of the next request to the same key (``-1`` for none), for
         Belady; computed from ``keys`` when needed and not given.
+    record : bool
+        Also return the per-request ``ReplayLog`` in ``SimResult.log``.
 
     Returns
     -------
     SimResult
+
+    Raises
+    ------
+    RuntimeError
+        If the policy breaks the protocol (evicts a slot that is not
+        resident, or exceeds its capacity).
     """
     policy = as_policy(policy)
     keys = _as_keys(keys)
@@ -223,9 +291,28 @@ def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=
             raise ValueError(f"next_access must have one entry per request ({n}), got shape {next_access.shape}")
     else:
         next_access = np.empty(0, dtype=np.int64)
-    state = policy.new_state(capacity, max(n_keys, 1))
-    resident = np.zeros(max(n_keys, 1), dtype=np.bool_)
-    hits, byte_hits, byte_misses = _replay(state, keys, ids, sizes, next_access, resident)
+    n_slots = max(n_keys, 1)
+    state = policy.new_state(capacity, n_slots)
+    resident = np.zeros(n_slots, dtype=np.bool_)
+    keys_of_slot = np.zeros(n_slots, dtype=np.int64)
+    n_log = n if record else 0
+    outcome = np.zeros(n_log, dtype=np.int8)
+    n_evicted = np.zeros(n_log, dtype=np.int64)
+    evicted_keys = np.zeros(n_log + 1, dtype=np.int64)  # last entry: fill cursor
+    if record:
+        keys_of_slot[ids] = keys
+    hits, byte_hits, byte_misses = _replay(
+        state, keys, ids, sizes, next_access, resident, keys_of_slot, outcome, n_evicted, evicted_keys
+    )
+    log = None
+    if record:
+        log = ReplayLog(
+            outcome=outcome,
+            n_evicted=n_evicted,
+            evicted_keys=evicted_keys[: int(n_evicted.sum())],
+            final_used=int(state.used),
+            final_n_resident=int(state.n_resident),
+        )
     config = {
         "policy": policy.to_dict(),
         "capacity": int(capacity),
@@ -239,4 +326,5 @@ def simulate(keys, policy: Policy | str, capacity: int, sizes=None, next_access=
         byte_misses=int(byte_misses),
         n_requests=int(n),
         config=config,
+        log=log,
     )
