@@ -1,0 +1,295 @@
+"""``tierstore`` subcommands owned by bench: ``trace gen|convert|stats``, ``replay``, ``compare``.
+
+``tierstore/cli.py`` calls :func:`add_subcommands` on its subparsers; every
+subcommand stores its handler as ``func`` (``args.func(args)`` returns the exit
+code).  ``python -m bench.cli ...`` runs the same commands standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from bench.progress import batch_progress
+from bench.traces import open_trace, write_trace
+from bench.traces.formats import FORMATS
+from bench.traces.generate import TraceSpec, generate
+from bench.traces.presets import PRESETS
+from bench.traces.stats import DEFAULT_DENSE_LIMIT, TraceStats
+
+
+def add_reader_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Options that say how to read a trace file (format and batching for bag-less formats)."""
+    parser.add_argument(f"--{prefix}format", dest="in_format", choices=sorted(FORMATS),
+                        help="input trace format (default: detected from the file)")
+    parser.add_argument("--batch-size", type=int, help="dlrm input: bags per table per batch (default: whole file)")
+    parser.add_argument("--batch-requests", type=int,
+                        help="oracle/csv input: requests per batch of single-index bags (default 4096)")
+    parser.add_argument("--table-shift", type=int,
+                        help="oracle input: split ids into table (id >> SHIFT) and row (default: one table t0)")
+
+
+def reader_from_args(args, path=None):
+    """Open the trace named by ``args.trace`` (or ``path``) with the reader options."""
+    return open_trace(
+        path or args.trace,
+        format=args.in_format,
+        batch_size=args.batch_size,
+        batch_requests=args.batch_requests,
+        table_shift=args.table_shift,
+    )
+
+
+def emit(args, result: dict, human: str) -> None:
+    """Print ``result`` as JSON with ``--json``, else the human-readable text."""
+    if args.json:
+        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(human.rstrip("\n") + "\n")
+
+
+def _spec_from_args(args) -> TraceSpec:
+    if args.spec:
+        with open(args.spec) as f:
+            return TraceSpec.from_json(f.read())
+    common = {"num_batches": args.batches, "seed": args.seed, "drift": args.drift, "shift_every": args.shift_every}
+    if args.batch_size_gen:
+        common["batch_size"] = args.batch_size_gen
+    if args.tables:
+        common["num_tables"] = args.tables
+    if args.preset == "zipf":
+        for name in ("rows", "zipf", "pooling"):
+            if getattr(args, name) is not None:
+                common["num_rows" if name == "rows" else name] = getattr(args, name)
+    elif any(getattr(args, n) is not None for n in ("rows", "zipf", "pooling")):
+        raise ValueError("--rows/--zipf/--pooling apply to --preset zipf; use --spec FILE for per-table control")
+    return PRESETS[args.preset](**common)
+
+
+def cmd_trace_gen(args) -> int:
+    spec = _spec_from_args(args)
+    if args.print_spec:
+        sys.stdout.write(json.dumps(spec.to_dict(), indent=1) + "\n")
+        return 0
+    start = time.perf_counter()
+    batches = batch_progress(generate(spec), "gen", total=spec.num_batches, enabled=not args.quiet)
+    counts = write_trace(args.out, batches, format=args.out_format, metadata={"generator": spec.to_dict()})
+    seconds = time.perf_counter() - start
+    result = {
+        "out": args.out,
+        "batches": counts["batches"],
+        "requests": counts["values"],
+        "seconds": seconds,
+        "requests_per_s": counts["values"] / seconds if seconds else None,
+        "bytes": os.path.getsize(args.out),
+        "spec": spec.to_dict(),
+    }
+    emit(args, result, f"wrote {args.out}: {counts['batches']} batches, {counts['values']:,} requests, "
+                       f"{result['bytes']:,} bytes in {seconds:.1f} s ({result['requests_per_s'] / 1e6:.1f} M requests/s)")
+    return 0
+
+
+def cmd_trace_convert(args) -> int:
+    reader = reader_from_args(args)
+    start = time.perf_counter()
+    batches = batch_progress(reader, "convert", enabled=not args.quiet)
+    counts = write_trace(args.out, batches, format=args.out_format, metadata=getattr(reader, "metadata", None),
+                         row_bytes=args.row_bytes)
+    seconds = time.perf_counter() - start
+    result = {
+        "in": args.trace,
+        "out": args.out,
+        "batches": counts["batches"],
+        "requests": counts["values"],
+        "seconds": seconds,
+        "requests_per_s": counts["values"] / seconds if seconds else None,
+        "in_bytes": os.path.getsize(args.trace),
+        "out_bytes": os.path.getsize(args.out),
+    }
+    emit(args, result, f"converted {args.trace} -> {args.out}: {counts['batches']} batches, {counts['values']:,} "
+                       f"requests in {seconds:.1f} s ({result['requests_per_s'] / 1e6:.2f} M requests/s); "
+                       f"{result['in_bytes']:,} -> {result['out_bytes']:,} bytes")
+    return 0
+
+
+def format_stats(stats: dict, max_tables: int = 20) -> str:
+    """Human-readable text of a :func:`bench.traces.stats.trace_stats` result."""
+    lines = [
+        f"requests {stats['requests']:,}  batches {stats['batches']:,}  tables {stats['num_tables']}  "
+        f"distinct (table,row) {stats['distinct_rows']:,}",
+        "skew (share of accesses to the top rows): "
+        + "  ".join(f"{k} {v:.3f}" for k, v in stats["skew"].items()),
+        "",
+        f"{'table':<16}{'requests':>14}{'distinct':>12}{'top0.1%':>9}{'top1%':>8}{'top10%':>8}"
+        f"{'pool mean':>10}{'p50':>6}{'p99':>6}{'max':>7}",
+    ]
+    tables = sorted(stats["tables"].items(), key=lambda kv: -kv[1]["requests"])
+    for name, t in tables[:max_tables]:
+        s, p = t["skew"], t["pooling"]
+        lines.append(
+            f"{name:<16}{t['requests']:>14,}{t['distinct_rows']:>12,}{s['top_0.1%']:>9.3f}{s['top_1%']:>8.3f}"
+            f"{s['top_10%']:>8.3f}{p['mean']:>10.2f}{p['p50']:>6}{p['p99']:>6}{p['max']:>7}"
+        )
+    if len(tables) > max_tables:
+        lines.append(f"... {len(tables) - max_tables} more tables (--json lists all)")
+    hist = stats["reuse_time_histogram"]
+    total = sum(hist["counts"]) + hist["first_accesses"]
+    lines += ["", f"reuse time ({hist['unit']}):", f"  first access      {hist['first_accesses'] / max(total, 1):7.3f}"]
+    for (lo, hi), c in zip(hist["bins"], hist["counts"]):
+        lines.append(f"  {lo:>8,}-{hi:<8,} {c / max(total, 1):7.3f}")
+    if "in_batch_reuse" in stats:
+        ib = stats["in_batch_reuse"]
+        lines += ["", f"in-batch reuse (Meta's statistic): mean accesses per touched row {ib['mean_reuse']:.2f}",
+                  "  fraction of touched rows by accesses in the batch:"]
+        edges = ib["bin_edges"]
+        for i, f in enumerate(ib["frac_of_unique_rows"]):
+            label = f"({edges[i]},{edges[i + 1]}]" if i + 1 < len(edges) else f"{edges[i]}+"
+            lines.append(f"  {label:<16}{f:7.3f}")
+    return "\n".join(lines)
+
+
+def cmd_trace_stats(args) -> int:
+    stats = TraceStats(dense_limit=args.dense_limit, in_batch=not args.no_in_batch)
+    start = time.perf_counter()
+    for batch in batch_progress(reader_from_args(args), "stats", enabled=not args.quiet):
+        stats.add(batch)
+    result = stats.result()
+    result["trace"] = args.trace
+    result["seconds"] = time.perf_counter() - start
+    emit(args, result, format_stats(result))
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_trace_commands(subparsers) -> None:
+    """``trace gen|convert|stats``."""
+    trace = subparsers.add_parser("trace", help="generate, convert and describe access traces")
+    sub = trace.add_subparsers(dest="trace_command", required=True)
+
+    gen = sub.add_parser("gen", help="write a seeded synthetic trace")
+    gen.add_argument("out", help="output file (format from --to or the suffix; .tstrace recommended)")
+    gen.add_argument("--to", dest="out_format", choices=sorted(FORMATS))
+    gen.add_argument("--preset", choices=sorted(PRESETS), default="meta2022",
+                     help="meta2022: calibrated to Meta's 2022 per-batch locality; zipf: identical Zipf tables")
+    gen.add_argument("--spec", help="TraceSpec JSON file (per-table control); overrides the preset options")
+    gen.add_argument("--tables", type=int, help="number of tables")
+    gen.add_argument("--batch-size", dest="batch_size_gen", type=int, help="bags per table per batch")
+    gen.add_argument("--batches", type=int, default=100, help="number of batches (default 100)")
+    gen.add_argument("--rows", type=int, help="zipf preset: rows per table")
+    gen.add_argument("--zipf", type=float, help="zipf preset: exponent")
+    gen.add_argument("--pooling", type=float, help="zipf preset: mean pooling factor")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--drift", type=float, default=0.0, help="ranking slide per batch, fraction of table rows")
+    gen.add_argument("--shift-every", type=int, default=0, help="batches between working-set shifts (0: never)")
+    gen.add_argument("--print-spec", action="store_true", help="print the TraceSpec JSON and exit")
+    _add_common(gen)
+    gen.set_defaults(func=cmd_trace_gen)
+
+    convert = sub.add_parser("convert", help="convert a trace between formats, streaming")
+    convert.add_argument("trace", help="input trace")
+    convert.add_argument("out", help="output trace")
+    add_reader_options(convert, prefix="from-")
+    convert.add_argument("--to", dest="out_format", choices=sorted(FORMATS))
+    convert.add_argument("--row-bytes", type=int, default=1, help="oracle output: obj_size of every request")
+    _add_common(convert)
+    convert.set_defaults(func=cmd_trace_convert)
+
+    stats = sub.add_parser("stats", help="requests, distinct rows, skew, pooling and reuse of a trace")
+    stats.add_argument("trace")
+    add_reader_options(stats)
+    stats.add_argument("--dense-limit", type=int, default=DEFAULT_DENSE_LIMIT,
+                       help="largest row-id range per table counted in dense arrays (16 B per row)")
+    stats.add_argument("--no-in-batch", action="store_true", help="skip the in-batch reuse histogram")
+    _add_common(stats)
+    stats.set_defaults(func=cmd_trace_stats)
+
+
+def _table_row_bytes(text: str | None) -> dict:
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        name, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"--table-row-bytes wants name=bytes,..., got {part!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
+def cmd_compare(args) -> int:
+    from bench.compare import CompareConfig, compare
+    from bench.report import markdown_summary, write_report
+
+    config = CompareConfig(
+        trace=args.trace,
+        policies=tuple(p for p in args.policies.split(",") if p),
+        sizes=tuple(s for s in args.sizes.split(",") if s),
+        row_bytes=args.row_bytes,
+        table_row_bytes=_table_row_bytes(args.table_row_bytes),
+        windows=args.windows,
+        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+    )
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    batches = batch_progress(reader_from_args(args), "read trace", enabled=not args.quiet)
+    with tqdm(desc="simulate", unit="run", file=sys.stderr, disable=args.quiet) as bar:
+        def progress(done, total, label):
+            bar.total = total
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(1)
+
+        result = compare(batches, config, workdir=args.tmpdir, progress=progress)
+    result["seconds"] = time.perf_counter() - start
+    out_dir = args.out or f"compare-{os.path.basename(args.trace).split('.')[0]}"
+    result["files"] = write_report(result, out_dir)
+    emit(args, result, markdown_summary(result) + f"\nreport: {result['files']['report.html']}\n")
+    return 0
+
+
+def add_compare_command(subparsers) -> None:
+    """``compare TRACE --policies ... --sizes ...``."""
+    p = subparsers.add_parser("compare", help="simulate cache policies x sizes on a trace and write a report")
+    p.add_argument("trace")
+    add_reader_options(p)
+    p.add_argument("--policies", default="lru,fifo,clock,arc,s3fifo,sieve",
+                   help="comma-separated policies, optionally name:key=value:...; belady is always added")
+    p.add_argument("--sizes", default="0.1%,1%,10%",
+                   help="comma-separated cache sizes: percent of the working set, row counts, or bytes (64MiB)")
+    p.add_argument("--row-bytes", type=int, help="byte mode: bytes per cached row (default 256 with byte sizes)")
+    p.add_argument("--table-row-bytes", help="byte mode: per-table row bytes, name=bytes,...")
+    p.add_argument("--windows", type=int, default=100, help="time windows for hit ratio over time")
+    p.add_argument("--out", help="report directory (default compare-<trace name>)")
+    p.add_argument("--tmpdir", help="where the temporary key stream goes (24 bytes per request)")
+    _add_common(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def add_subcommands(subparsers) -> None:
+    """Add bench's subcommands to the ``tierstore`` command's subparsers."""
+    add_trace_commands(subparsers)
+    add_compare_command(subparsers)
+
+
+def main(argv=None) -> int:
+    """Standalone entry point with the same subcommands (``python -m bench.cli``)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.cli")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
