@@ -10,6 +10,29 @@ compiled code drives tierstore's live caches and the offline simulator.
 
 from . import arc, belady, clock, fifo, lfu, lirs, lru, pinned, s3fifo, sieve, twoq, wtinylfu  # noqa: F401  (registers the policies)
 from .base import Policy, available_policies, make_policy
-from .simulate import SimResult, simulate
+from .mrc import (
+    MissRatioCurve,
+    lru_miss_ratio_curve,
+    lru_stack_distances,
+    miss_ratio_curve,
+    sampled_miss_ratio_curve,
+    sampling_error,
+)
+from .pinned import top_keys
+from .simulate import ReplayLog, SimResult, simulate
 
-__all__ = ["Policy", "SimResult", "available_policies", "make_policy", "simulate"]
+__all__ = [
+    "MissRatioCurve",
+    "Policy",
+    "ReplayLog",
+    "SimResult",
+    "available_policies",
+    "lru_miss_ratio_curve",
+    "lru_stack_distances",
+    "make_policy",
+    "miss_ratio_curve",
+    "sampled_miss_ratio_curve",
+    "sampling_error",
+    "simulate",
+    "top_keys",
+]

@@ -164,7 +164,7 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
     return _next_access(np.ascontiguousarray(ids, dtype=np.int64), int(n_keys))
 
 
-@numba.njit
+@numba.njit(nogil=True)
 def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
     if slot < 0 or slot >= resident.shape[0] or not resident[slot]:
         raise RuntimeError("policy evicted a slot that is not resident")
@@ -175,7 +175,7 @@ def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
         n_evicted[i] += 1
 
 
-@numba.njit
+@numba.njit(nogil=True)
 def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
     slot = state.take_evicted()
     while slot != -1:
@@ -183,7 +183,7 @@ def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_key
         slot = state.take_evicted()
 
 
-@numba.njit
+@numba.njit(nogil=True)
 def _replay(state, keys, ids, sizes, next_access, resident, keys_of_slot, outcome, n_evicted, evicted_keys):
     hits = 0
     byte_hits = 0
