@@ -1,7 +1,7 @@
 """Predict a plan's per-tier hit rates and SSD pages read per batch by replaying a trace.
 
 Per batch and table the replay follows the engine's pipeline: the batch's
-distinct rows (ascending) are probed once each, then the misses are read and
+distinct rows (in order of first occurrence) are probed once each, then the misses are read and
 offered to the cache.  Pinned rows always hit
 their tier.  The others go through one DRAM cache of ``dram_cache_bytes``
 shared by all tables, run by a cache policy through the slot protocol of
@@ -32,20 +32,29 @@ HIT_SOURCES = ("gpu", "dram_pinned", "dram_cache", "ssd")
 def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page, page_stamp, stamp, state, resident, counters):
     """Replay one table's indices of one batch; adds to ``counters`` (see module constants).
 
-    Like the engine: probe every distinct row first (hits touch the policy), then
-    read the misses' pages and offer the missed ``CACHED`` rows to the policy, ascending.
+    Like the engine: probe every distinct row, in order of first occurrence (hits
+    touch the policy), then read the misses' pages and offer the missed ``CACHED``
+    rows to the policy in the same order.
     """
-    rows = np.sort(indices)
-    missed = np.empty(rows.size, dtype=np.int64)
+    by_row = np.argsort(indices, kind="mergesort")
+    rows = np.empty(indices.size, dtype=np.int64)
+    first = np.empty(indices.size, dtype=np.int64)
+    count = np.empty(indices.size, dtype=np.int64)
+    n_rows = 0
+    for k in range(indices.size):
+        row = indices[by_row[k]]
+        if n_rows and rows[n_rows - 1] == row:
+            count[n_rows - 1] += 1
+        else:
+            rows[n_rows] = row
+            first[n_rows] = by_row[k]
+            count[n_rows] = 1
+            n_rows += 1
+    missed = np.empty(n_rows, dtype=np.int64)
     n_missed = 0
-    i = 0
-    while i < rows.size:
-        row = rows[i]
-        j = i + 1
-        while j < rows.size and rows[j] == row:
-            j += 1
-        multiplicity = j - i
-        i = j
+    for g in np.argsort(first[:n_rows]):
+        row = rows[g]
+        multiplicity = count[g]
         t = tier[row]
         if t < 2:
             outcome = t

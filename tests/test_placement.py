@@ -289,7 +289,7 @@ def reference_replay(plan, trace, warmup):
             spec = plan.tables[name]
             tier, pos = plan.tier(name), plan.positions(name)
             touched, missed = set(), []
-            for row in np.unique(batch.table(name)[0]).tolist():
+            for row in dict.fromkeys(batch.table(name)[0].tolist()):
                 if tier[row] == pl.PINNED_GPU:
                     seen["gpu"] += 1
                 elif tier[row] == pl.PINNED_DRAM:
