@@ -29,6 +29,7 @@ NEVER = -1
 HIT = 1
 INSERTED = 0
 REFUSED = 2
+INVALIDATED = 3
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ class ReplayLog:
     Attributes
     ----------
     outcome : ndarray of int8
-        ``HIT`` (1), ``INSERTED`` (0: a miss that was cached) or ``REFUSED``
-        (2: a miss the policy did not cache), per request.
+        ``HIT`` (1), ``INSERTED`` (0: a miss that was cached), ``REFUSED``
+        (2: a miss the policy did not cache) or ``INVALIDATED`` (3: an
+        invalidation, not a lookup), per request.
     n_evicted : ndarray of int64
         Objects that left the cache while serving each request.
     evicted_keys : ndarray of int64
@@ -184,15 +186,25 @@ def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_key
 
 
 @numba.njit(nogil=True)
-def _replay(state, keys, ids, sizes, next_access, resident, keys_of_slot, outcome, n_evicted, evicted_keys):
+def _replay(
+    state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
+):
     hits = 0
     byte_hits = 0
     byte_misses = 0
     use_next = next_access.shape[0] > 0
+    use_invalidate = invalidate.shape[0] > 0
     record = outcome.shape[0] > 0
     for i in range(ids.shape[0]):
         slot = ids[i]
         size = sizes[i]
+        if use_invalidate and invalidate[i]:
+            if resident[slot]:
+                state.remove(slot)
+                resident[slot] = False
+            if record:
+                outcome[i] = INVALIDATED
+            continue
         if use_next:
             state.set_next_access(next_access[i])
         if resident[slot]:
@@ -246,7 +258,13 @@ def _as_sizes(sizes, n: int) -> np.ndarray:
 
 
 def simulate(
-    keys, policy: Policy | str, capacity: int, sizes=None, next_access=None, record: bool = False
+    keys,
+    policy: Policy | str,
+    capacity: int,
+    sizes=None,
+    next_access=None,
+    record: bool = False,
+    invalidate=None,
 ) -> SimResult:
     """Replay ``keys`` through ``policy`` with a cache of ``capacity``.
 
@@ -266,6 +284,10 @@ def simulate(
         Belady; computed from ``keys`` when needed and not given.
     record : bool
         Also return the per-request ``ReplayLog`` in ``SimResult.log``.
+    invalidate : array of bool, optional
+        Requests marked True are invalidations (a row update): the key is
+        dropped through ``remove`` if cached.  They are not lookups and do
+        not count in the statistics.
 
     Returns
     -------
@@ -291,6 +313,13 @@ def simulate(
             raise ValueError(f"next_access must have one entry per request ({n}), got shape {next_access.shape}")
     else:
         next_access = np.empty(0, dtype=np.int64)
+    if invalidate is None:
+        invalidate = np.zeros(0, dtype=np.bool_)
+    else:
+        invalidate = np.ascontiguousarray(invalidate, dtype=np.bool_)
+        if invalidate.shape != (n,):
+            raise ValueError(f"invalidate must have one entry per request ({n}), got shape {invalidate.shape}")
+    n_lookups = n - int(invalidate.sum())
     n_slots = max(n_keys, 1)
     state = policy.new_state(capacity, n_slots)
     resident = np.zeros(n_slots, dtype=np.bool_)
@@ -302,7 +331,7 @@ def simulate(
     if record:
         keys_of_slot[ids] = keys
     hits, byte_hits, byte_misses = _replay(
-        state, keys, ids, sizes, next_access, resident, keys_of_slot, outcome, n_evicted, evicted_keys
+        state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
     )
     log = None
     if record:
@@ -321,10 +350,10 @@ def simulate(
     }
     return SimResult(
         hits=int(hits),
-        misses=int(n - hits),
+        misses=int(n_lookups - hits),
         byte_hits=int(byte_hits),
         byte_misses=int(byte_misses),
-        n_requests=int(n),
+        n_requests=int(n_lookups),
         config=config,
         log=log,
     )
