@@ -274,10 +274,54 @@ def add_compare_command(subparsers) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def cmd_replay(args) -> int:
+    from bench.replay import ReplayConfig, format_replay, replay
+
+    config = ReplayConfig(
+        store=args.store,
+        trace=args.trace,
+        dram_cache=args.dram_cache,
+        policy=args.policy,
+        warmup_batches=args.warmup,
+        interval=args.interval,
+        mode=args.mode,
+        fold=args.fold,
+        max_batches=args.max_batches,
+        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+    )
+    total = args.max_batches
+    result = replay(reader_from_args(args), config,
+                    progress=lambda b: batch_progress(b, "replay", total=total, enabled=not args.quiet))
+    emit(args, result, format_replay(result))
+    return 0
+
+
+def add_replay_command(subparsers) -> None:
+    """``replay STORE TRACE``."""
+    p = subparsers.add_parser("replay", help="drive a store with a trace and report tier hit rates, "
+                              "throughput, latency and SSD reads")
+    p.add_argument("store")
+    p.add_argument("trace")
+    add_reader_options(p)
+    p.add_argument("--dram-cache", default="10%",
+                   help="DRAM budget: bytes (256MiB) or share of the tables' float32 size (10%%)")
+    p.add_argument("--policy", default="lru", help="DRAM cache policy")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up batches excluded from the figures")
+    p.add_argument("--interval", type=int, default=10, help="batches per point of the hit-rate time series")
+    p.add_argument("--mode", default="sum", choices=("sum", "mean", "max"))
+    p.add_argument("--fold", action="store_true",
+                   help="map trace tables round-robin onto the store's tables and rows modulo their size")
+    p.add_argument("--max-batches", type=int, help="stop after this many batches (warm-up included)")
+    _add_common(p)
+    p.set_defaults(func=cmd_replay)
+
+
 def add_subcommands(subparsers) -> None:
     """Add bench's subcommands to the ``tierstore`` command's subparsers."""
     add_trace_commands(subparsers)
     add_compare_command(subparsers)
+    add_replay_command(subparsers)
 
 
 def main(argv=None) -> int:
