@@ -9,7 +9,9 @@
   stack-distance property), computed with a Fenwick tree in O(n log n).
 - ``sampled_miss_ratio_curve(...)`` is SHARDS fixed-rate spatial sampling
   (Waldspurger et al., FAST'15): keep the requests whose key hashes below
-  ``rate``, simulate them with ``rate * capacity``; ``sampling_error`` compares
+  ``rate``, simulate them with ``rate * capacity``, and divide the sampled
+  misses by the *expected* sample size ``rate * n`` (SHARDS-adj: a hot key that
+  happens to be left out would mostly have hit); ``sampling_error`` compares
   it with the exact curve.
 """
 
@@ -218,7 +220,7 @@ def sample_keys(keys, rate: float, seed: int = 0) -> np.ndarray:
 def sampled_miss_ratio_curve(
     keys, policies: Sequence[Policy | str], capacities, rate: float = 0.01, sizes=None, seed: int = 0, workers: int = 2
 ) -> MissRatioCurve:
-    """SHARDS estimate: simulate the spatially sampled trace at ``rate * capacity``.
+    """SHARDS-adj estimate: simulate the spatially sampled trace at ``rate * capacity``.
 
     Capacities that scale below one object are simulated at size 1 (bytes: the
     smallest sampled object), so very small caches are estimated coarsely.
@@ -233,16 +235,21 @@ def sampled_miss_ratio_curve(
     floor = int(sampled_sizes.min())
     scaled = [max(floor, int(round(c * rate))) for c in caps]
     curve = miss_ratio_curve(keys[mask], policies, scaled, sizes=sampled_sizes, workers=workers)
+    n_sampled = int(mask.sum())
+    request_scale = n_sampled / (rate * keys.shape[0])
+    byte_scale = int(sampled_sizes.sum()) / (rate * int(sizes.sum()))
     config = {
         "n_requests": int(keys.shape[0]),
-        "n_sampled": int(mask.sum()),
+        "n_sampled": n_sampled,
         "method": "shards",
         "rate": float(rate),
         "seed": int(seed),
         "scaled_capacities": scaled,
         "workers": int(workers),
     }
-    return MissRatioCurve(curve.policies, caps, curve.miss_ratios, curve.byte_miss_ratios, config)
+    miss = np.clip(curve.miss_ratios * request_scale, 0.0, 1.0)
+    byte_miss = np.clip(curve.byte_miss_ratios * byte_scale, 0.0, 1.0)
+    return MissRatioCurve(curve.policies, caps, miss, byte_miss, config)
 
 
 def sampling_error(
