@@ -9,8 +9,9 @@ decoded, and the process's peak RSS.
 
 Traces whose tables or row ranges do not match the store can be *folded* onto it:
 trace tables map, in order of first appearance, onto the store's tables round-robin
-(bags of trace tables that land on one store table are concatenated), and rows are
-taken modulo the table's row count.
+(bags of trace tables that land on one store table are concatenated), and the k-th
+trace table's rows become ``(row + k * 2654435761) mod num_rows`` of its store table,
+so trace tables sharing a store table keep mostly separate hot sets.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from bench.compare import parse_size
 from bench.traces.batching import request_tables
 from tierstore import SparseBatch
 from tierstore.config import JsonConfig
+
+#: Row offset step between trace tables folded onto one store table (Knuth's multiplicative hash).
+FOLD_STRIDE = 2654435761
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,14 @@ class TableFolder:
         self.targets = list(store_tables)
         self.rows = {name: t.num_rows for name, t in store_tables.items()}
         self.mapping: dict[str, str] = {}
+        self.offsets: dict[str, int] = {}
 
     def __call__(self, batch: SparseBatch) -> SparseBatch:
         for key in batch.keys:
             if key not in self.mapping:
-                self.mapping[key] = self.targets[len(self.mapping) % len(self.targets)]
+                target = self.targets[len(self.mapping) % len(self.targets)]
+                self.offsets[key] = (len(self.mapping) * FOLD_STRIDE) % self.rows[target]
+                self.mapping[key] = target
         b = batch.batch_size
         dest = list(dict.fromkeys(self.mapping[k] for k in batch.keys))
         dest_of_key = np.asarray([dest.index(self.mapping[k]) for k in batch.keys], dtype=np.int64)
@@ -106,7 +113,8 @@ class TableFolder:
         dest_bag = dest_of_key[key_of_value] * b + bag_of_value
         order = np.argsort(dest_bag, kind="stable")
         rows = np.asarray([self.rows[d] for d in dest], dtype=np.int64)[dest_of_key[key_of_value]]
-        values = (batch.values % rows)[order]
+        offsets = np.asarray([self.offsets[k] for k in batch.keys], dtype=np.int64)[key_of_value]
+        values = ((batch.values + offsets) % rows)[order]
         weights = None if batch.weights is None else batch.weights[order]
         lengths = np.bincount(dest_bag, minlength=len(dest) * b)
         return SparseBatch(keys=tuple(dest), values=values, lengths=lengths, weights=weights)

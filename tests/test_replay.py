@@ -9,7 +9,7 @@ import pytest
 
 import tierstore
 from bench.cli import main
-from bench.replay import ReplayConfig, TableFolder, replay
+from bench.replay import FOLD_STRIDE, ReplayConfig, TableFolder, replay
 from bench.traces import write_trace
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from tierstore import SparseBatch, TableConfig
@@ -72,10 +72,11 @@ def test_fold_maps_tables_round_robin_and_rows_modulo():
     folded = folder(batch)
     assert folder.mapping == {"x": "a", "y": "b", "z": "a"}
     assert folded.keys == ("a", "b") and folded.batch_size == 2
+    z_shift = 2 * FOLD_STRIDE % 600
     rows, offsets, _ = folded.table("a")
-    assert rows.tolist() == [1, 1, 5, 2, 6] and offsets.tolist() == [0, 3, 5]
+    assert rows.tolist() == [1, 1, (5 + z_shift) % 600, 2, (6 + z_shift) % 600] and offsets.tolist() == [0, 3, 5]
     rows, offsets, _ = folded.table("b")
-    assert rows.tolist() == [7] and offsets.tolist() == [0, 0, 1]
+    assert rows.tolist() == [(7 + FOLD_STRIDE) % 200] and offsets.tolist() == [0, 0, 1]
 
 
 def test_unknown_tables_need_fold(store_path):

@@ -104,6 +104,8 @@ class TraceSpec(JsonConfig):
         Ranking slide per batch, as a fraction of each table's rows.
     shift_every : int
         Batches between working-set shifts (0: never).
+    preset : str or None
+        Name of the preset that built the spec, for the record.
     """
 
     tables: tuple[TableSpec, ...]

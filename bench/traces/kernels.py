@@ -88,3 +88,12 @@ def count_and_reuse_sparse(rows, first_position, counts, last_seen, reuse_hist):
         else:
             reuse_hist[_log2_bin(pos - prev)] += 1
         last_seen[r] = pos
+
+
+@numba.njit(cache=True)
+def dense_to_dicts(counts, last_seen, count_dict, last_dict):
+    """Move the touched rows of dense counters into numba dicts."""
+    for r in range(counts.size):
+        if counts[r] > 0:
+            count_dict[r] = counts[r]
+            last_dict[r] = last_seen[r]

@@ -10,7 +10,7 @@ A chunk's payload is zstd-compressed and holds several whole batches: a u32-pref
 JSON index (per batch: keys, bags per key, value count, weighted or not; the dtypes
 used) followed by every batch's lengths, then every batch's values, then the weights.
 Values are stored as ``uint32`` when they fit, else ``int64``.  Readers hold one chunk
-at a time; writers buffer about ``chunk_values`` values before compressing, so memory
+at a time; writers buffer about ``chunk_values`` values and lengths before compressing, so memory
 stays bounded whatever the trace length.  Truncation and corruption raise
 :class:`~bench.traces.errors.TraceFormatError` naming the file and the byte offset.
 """
@@ -56,7 +56,7 @@ class NativeTraceWriter:
     metadata : dict, optional
         JSON-serialisable metadata stored in the header (for example the generator config).
     chunk_values : int
-        Values buffered before a chunk is compressed and written.
+        Values plus bag lengths buffered before a chunk is compressed and written.
     level : int
         zstd compression level.
     """
@@ -78,7 +78,7 @@ class NativeTraceWriter:
     def write(self, batch: SparseBatch) -> None:
         """Append one batch."""
         self._pending.append(batch)
-        self._pending_values += batch.values.size
+        self._pending_values += batch.values.size + batch.lengths.size
         self.batches += 1
         self.values += batch.values.size
         if self._pending_values >= self._chunk_values:

@@ -24,7 +24,7 @@ from numba.typed import Dict
 
 from bench.traces import meta2022
 from bench.traces.batching import request_tables
-from bench.traces.kernels import REUSE_BINS, count_and_reuse_dense, count_and_reuse_sparse
+from bench.traces.kernels import REUSE_BINS, count_and_reuse_dense, count_and_reuse_sparse, dense_to_dicts
 from tierstore import SparseBatch
 
 SKEW_FRACTIONS = (0.001, 0.01, 0.1)
@@ -84,12 +84,9 @@ class _TableCounter:
         self.bag_sizes = np.zeros(0, dtype=np.int64)
 
     def _go_sparse(self) -> None:
-        touched = np.flatnonzero(self.counts)
         counts = Dict.empty(key_type=types.int64, value_type=types.int64)
         last_seen = Dict.empty(key_type=types.int64, value_type=types.int64)
-        for row, c, p in zip(touched.tolist(), self.counts[touched].tolist(), self.last_seen[touched].tolist()):
-            counts[row] = c
-            last_seen[row] = p
+        dense_to_dicts(self.counts, self.last_seen, counts, last_seen)
         self.counts, self.last_seen, self.sparse = counts, last_seen, True
 
     def add(self, rows: np.ndarray, lengths: np.ndarray, first_position: int, reuse_hist: np.ndarray) -> None:
