@@ -226,3 +226,13 @@ def test_format_detection_and_bad_names(tmp_path):
         open_trace("x.csv", format="parquet")
     with pytest.raises(ValueError, match="unknown trace reader options"):
         open_trace("x.csv", batch=3)
+
+
+def test_dlrm_without_torch_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="tierstore\\[torch\\]"):
+        list(open_trace(tmp_path / "x.pt"))
+    with pytest.raises(ImportError, match="needs torch"):
+        write_trace(tmp_path / "y.pt", small_trace())
