@@ -20,21 +20,31 @@ from cache_policies.base import as_policy
 
 
 @numba.njit(nogil=True, cache=True)
-def _touch(state, slots):
-    """Tell the policy about hits (one call per distinct hit slot of a batch)."""
-    for i in range(slots.size):
-        state.on_hit(slots[i])
-
-
-@numba.njit(nogil=True, cache=True)
-def _evict_one(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    s = state.victim()
+def _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Forget slot ``s`` (its row is no longer cached) and return it to its table's free stack."""
     row2slot[slot_key[s]] = -1
     slot_key[s] = -1
     t = slot_table[s]
     free_stack[slot_base[t] + free_top[t]] = s
     free_top[t] += 1
     resident[t] -= 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Release the slots the policy evicted on its own (``take_evicted``)."""
+    s = state.take_evicted()
+    while s != -1:
+        _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        s = state.take_evicted()
+
+
+@numba.njit(nogil=True, cache=True)
+def _touch(state, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Tell the policy about hits (one call per distinct hit slot of a batch)."""
+    for i in range(slots.size):
+        state.on_hit(slots[i])
+        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -47,10 +57,16 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
     admitted = 0
     for i in range(keys.size):
         key = keys[i]
-        if row2slot[key] >= 0 or not state.admit(key, size):
+        if row2slot[key] >= 0:
+            continue
+        admitted_now = state.admit(key, size)
+        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        if not admitted_now:
             continue
         while state.used + size > state.capacity:
-            _evict_one(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            s = state.victim()
+            _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
         if mirror:
             local = key - key_base[t]
         else:
@@ -62,6 +78,7 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
         slot_key[s] = key
         resident[t] += 1
         state.on_insert(s, key, size)
+        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
         admitted += 1
     return admitted
 
@@ -70,15 +87,10 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
 def _invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
     for i in range(keys.size):
         s = row2slot[keys[i]]
-        if s < 0:
-            continue
-        state.remove(s)
-        row2slot[keys[i]] = -1
-        slot_key[s] = -1
-        t = slot_table[s]
-        free_stack[slot_base[t] + free_top[t]] = s
-        free_top[t] += 1
-        resident[t] -= 1
+        if s >= 0:
+            state.remove(s)
+            _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
 
 
 class DramTier:
@@ -133,7 +145,7 @@ class DramTier:
         slots = self.row2slot[rows + self.key_base[t]].astype(np.int64)
         hit = slots >= 0
         if hit.any():
-            _touch(self.state, slots[hit])
+            _touch(self.state, slots[hit], *self._index_args())
         slots[hit] -= self.slot_base[t]
         return slots
 

@@ -1,0 +1,219 @@
+"""Lookup benchmark (core-engine issue, item 7): tierstore against its anchors, side by side in one run.
+
+Cases, on one table (default 4M x 64 float32), batches of 2048 bags x pooling 32,
+``--threads`` threads for Numba and torch, uniform and Zipf(1.05) indices:
+
+a. every row cached in DRAM: tierstore ``lookup`` vs ``torch.nn.functional.embedding_bag``
+   over the very same memory (the DRAM slab, shared with torch without a copy);
+b. a warm DRAM cache of 10 % of the table, Zipf: throughput relative to (a);
+c. cold SSD path (page cache dropped with ``posix_fadvise(DONTNEED)``): rows/s from
+   the LMDB tier vs raw 4 KiB random ``os.pread`` on the same file, same thread count;
+d. peak RSS of (b), run in a child process, against the DRAM budget + 512 MiB.
+
+Run: ``python -m bench.bench_lookup`` (``--rows 400000`` for a quick look).  Prints
+one line per figure and a final JSON line that embeds the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import tierstore
+from bench.traces.generate import TableSpec, TraceSpec, generate
+from tierstore import TableConfig
+
+
+@dataclass(frozen=True)
+class LookupBenchConfig:
+    """What the lookup benchmark ran with (embedded in its JSON output)."""
+
+    rows: int = 4_000_000
+    dim: int = 64
+    bags: int = 2048
+    pooling: int = 32
+    threads: int = 2
+    batches: int = 40
+    repeats: int = 3
+    zipf: float = 1.05
+    cache_fraction: float = 0.10
+    warm_batches: int = 200
+    cold_rows: int = 20_000
+    workdir: str = "bench/out/lookup"
+    seed: int = 0
+
+
+def batches(config: LookupBenchConfig, zipf: float, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``count`` batches of (indices, offsets[B]) with Zipf(``zipf``) rows (0 = uniform)."""
+    spec = TraceSpec(tables=(TableSpec("t", config.rows, zipf=zipf, pooling=config.pooling, pooling_dist="fixed"),),
+                     batch_size=config.bags, num_batches=count, seed=seed)
+    return [(b.values, b.offsets[:-1]) for b in generate(spec)]
+
+
+def build(config: LookupBenchConfig) -> Path:
+    """Create (once) the benchmark store under ``workdir``."""
+    path = Path(config.workdir) / f"store-{config.rows}x{config.dim}"
+    if (path / "data.mdb").is_file():
+        return path
+    rng = np.random.default_rng(config.seed)
+    store = tierstore.create(path, [TableConfig("t", config.rows, config.dim)])
+    chunk = 1 << 18
+    store.load("t", (rng.standard_normal((min(chunk, config.rows - s), config.dim), dtype=np.float32)
+                     for s in range(0, config.rows, chunk)))
+    store.close()
+    return path
+
+
+def drop_page_cache(path: Path) -> None:
+    """Evict the store's data file from the OS page cache."""
+    fd = os.open(path / "data.mdb", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def rows_per_second(fn, work: list, repeats: int, rows_per_item: int) -> float:
+    """Best-of-``repeats`` throughput of ``fn`` over every item of ``work``."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for item in work:
+            fn(item)
+        best = min(best, time.perf_counter() - start)
+    return len(work) * rows_per_item / best
+
+
+def case_a(config, path, work_by_name):
+    """All rows in DRAM: tierstore vs torch embedding_bag over the same slab."""
+    import torch
+
+    torch.set_num_threads(config.threads)
+    store = tierstore.open(path, dram_cache_bytes=config.rows * config.dim * 4)
+    store.warm("t", progress=True)
+    tier = store._tier_of["t"]
+    weight = torch.from_numpy(tier.slabs[0])
+    results = {}
+    rows = config.bags * config.pooling
+    for name, work in work_by_name.items():
+        torch_work = [(torch.from_numpy(i), torch.from_numpy(o)) for i, o in work]
+        got = store.lookup("t", *work[0])
+        want = torch.nn.functional.embedding_bag(torch_work[0][0], weight, torch_work[0][1], mode="sum").numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        ours, theirs = [], []
+        for _ in range(config.repeats):
+            theirs.append(rows_per_second(lambda w: torch.nn.functional.embedding_bag(w[0], weight, w[1], mode="sum"),
+                                          torch_work, 1, rows))
+            ours.append(rows_per_second(lambda w: store.lookup("t", w[0], w[1]), work, 1, rows))
+        results[name] = {"tierstore_rows_per_s": max(ours), "torch_rows_per_s": max(theirs),
+                         "ratio": max(ours) / max(theirs)}
+    store.close()
+    return results
+
+
+def case_b(config, path, warm, work):
+    """10 % DRAM cache, warm, Zipf: pooled rows/s, hit rate, and the process's memory."""
+    import psutil
+
+    budget = int(config.cache_fraction * config.rows * config.dim * 4)
+    store = tierstore.open(path, dram_cache_bytes=budget)
+    for indices, offsets in warm:
+        store.lookup("t", indices, offsets)
+    store.reset_stats()
+    speed = rows_per_second(lambda w: store.lookup("t", w[0], w[1]), work, config.repeats, config.bags * config.pooling)
+    stats = store.stats()
+    memory = psutil.Process().memory_full_info()
+    status = Path("/proc/self/status").read_text()
+    peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
+    store.close()
+    return {"rows_per_s": speed, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
+            "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
+            "p50_ms": stats["latency"]["p50_ms"], "p99_ms": stats["latency"]["p99_ms"],
+            "peak_rss_bytes": peak, "rss_bytes": memory.rss, "uss_bytes": memory.uss}
+
+
+def case_c(config, path):
+    """Cold reads: LMDB tier rows/s vs raw 4 KiB random pread, same thread count."""
+    rng = np.random.default_rng(config.seed + 7)
+    rows = rng.choice(config.rows, size=config.cold_rows, replace=False)
+    drop_page_cache(path)
+    store = tierstore.open(path)
+    start = time.perf_counter()
+    for chunk in np.array_split(rows, max(1, config.cold_rows // 2048)):
+        store.get_rows("t", chunk)
+    ours = config.cold_rows / (time.perf_counter() - start)
+    store.close()
+
+    size = os.path.getsize(path / "data.mdb")
+    offsets = rng.integers(0, size // 4096, config.cold_rows) * 4096
+    drop_page_cache(path)
+    fd = os.open(path / "data.mdb", os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(config.threads) as pool:
+        for part in np.array_split(offsets, config.threads):
+            pool.submit(lambda p: [os.pread(fd, 4096, int(o)) for o in p], part)
+    raw = config.cold_rows / (time.perf_counter() - start)
+    os.close(fd)
+    return {"tierstore_rows_per_s": ours, "pread_rows_per_s": raw, "ratio": ours / raw}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field, value in asdict(LookupBenchConfig()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--only", choices=["a", "b", "c"], help="run one case (b alone is how d is measured)")
+    args = parser.parse_args(argv)
+    only = args.only
+    config = LookupBenchConfig(**{k: v for k, v in vars(args).items() if k != "only"})
+    import numba
+
+    numba.set_num_threads(config.threads)
+    path = build(config)
+    zipf_work = batches(config, config.zipf, config.batches, config.seed + 1)
+    result = {"config": asdict(config)}
+    if only in (None, "a"):
+        result["a"] = case_a(config, path, {"uniform": batches(config, 0.0, config.batches, config.seed + 2),
+                                            "zipf": zipf_work})
+        for name, r in result["a"].items():
+            print(f"a/{name}: tierstore {r['tierstore_rows_per_s'] / 1e6:.1f} M rows/s, torch "
+                  f"{r['torch_rows_per_s'] / 1e6:.1f} M rows/s, ratio {r['ratio']:.2f} (target >= 1.0)")
+    if only in (None, "b"):
+        warm = batches(config, config.zipf, config.warm_batches, config.seed + 3)
+        if only == "b":
+            result["b"] = case_b(config, path, warm, zipf_work)
+        else:
+            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b",
+                                    *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in asdict(config).items()), [])],
+                                   check=True, capture_output=True, text=True)
+            result["b"] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
+        b = result["b"]
+        if "a" in result:
+            b["ratio_to_a"] = b["rows_per_s"] / result["a"]["zipf"]["tierstore_rows_per_s"]
+            print(f"b: {b['rows_per_s'] / 1e6:.1f} M rows/s at hit rate {b['hit_rate']:.1%}, "
+                  f"{b['ssd_pages_per_batch']:.0f} SSD pages/batch, ratio to a/zipf {b['ratio_to_a']:.2f} (target >= 0.5)")
+        limit = b["budget_bytes"] + (512 << 20)
+        b["rss_within_budget_plus_512mib"] = b["peak_rss_bytes"] <= limit
+        print(f"d: peak RSS {b['peak_rss_bytes'] / 2**20:.0f} MiB (USS {b['uss_bytes'] / 2**20:.0f} MiB) vs budget "
+              f"{b['budget_bytes'] / 2**20:.0f} MiB + 512 MiB = {limit / 2**20:.0f} MiB")
+    if only in (None, "c"):
+        result["c"] = case_c(config, path)
+        c = result["c"]
+        print(f"c: cold tierstore {c['tierstore_rows_per_s']:.0f} rows/s, raw 4 KiB pread {c['pread_rows_per_s']:.0f} "
+              f"rows/s, ratio {c['ratio']:.2f} (target >= 0.5)")
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
