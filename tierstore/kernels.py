@@ -2,94 +2,413 @@
 
 Row sources: ``loc[i] >= 0`` names row ``slab[loc[i]]`` (a cache slot), ``loc[i] < 0``
 names ``extra[-1 - loc[i]]`` (a row read from SSD for this batch).
+
+Pooling is bound by random DRAM reads (a 64-float row is four cache lines), so the
+kernels do what keeps many reads in flight and little else in the way:
+
+- each thread takes one contiguous run of bags holding an equal share of the rows,
+  and walks its rows in order while prefetching the row ``PREFETCH_DISTANCE``
+  positions ahead (``llvm.prefetch`` on every cache line of it);
+- the row width is a compile-time constant for the common widths
+  (``SPECIALIZED_DIMS``) and a bag's running sum a stack array, which LLVM keeps
+  in vector registers; other widths use a runtime-width variant;
+- indices are cast to unsigned before indexing, so no negative-index
+  wraparound code sits in the inner loop;
+- a kernel without the slab/extra branch serves lookups whose rows all come from
+  the slab (the all-in-DRAM path);
+- slabs should start on a cache-line boundary (:func:`aligned_empty`): a
+  misaligned 256-byte row spans five lines instead of four.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 MODE_SUM, MODE_MEAN, MODE_MAX = 0, 1, 2
+MODE_NAMES = {MODE_SUM: "sum", MODE_MEAN: "mean", MODE_MAX: "max"}
+
+PREFETCH_DISTANCE = 16
+"""How many rows ahead of the one being added the kernels prefetch."""
+
+SPECIALIZED_DIMS = (16, 32, 64, 128)
+"""Row widths compiled with the width as a constant; others use a runtime width."""
+
+CACHE_LINE_FLOATS = 16
+
+_unsigned = np.uint64
+
+
+def _emit_prefetch(builder, pointer):
+    """Emit ``llvm.prefetch`` of ``pointer``: a read, kept in all cache levels, data cache."""
+    byte_pointer = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0"
+    )
+    read, keep_in_all_levels, data_cache = ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)
+    builder.call(function, [builder.bitcast(pointer, byte_pointer), read, keep_in_all_levels, data_cache])
+
+
+@intrinsic
+def _prefetch(typingctx, array, row, col):
+    """Prefetch (for reading, into all cache levels) the cache line holding ``array[row, col]``."""
+    signature = types.void(array, row, col)
+
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        index = [context.cast(builder, value, typ, types.intp) for value, typ in zip(args[1:], sig.args[1:])]
+        pointer = cgutils.get_item_pointer2(
+            context, builder, array_struct.data,
+            cgutils.unpack_tuple(builder, array_struct.shape),
+            cgutils.unpack_tuple(builder, array_struct.strides),
+            array_type.layout, index, wraparound=False, boundscheck=False,
+        )
+        _emit_prefetch(builder, pointer)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def _stack_floats(typingctx, count):
+    """A float32 array of ``count`` (a compile-time constant) elements on the stack.
+
+    LLVM keeps such an array in vector registers, where a heap array would go
+    through memory (it cannot prove the heap array aliases nothing).
+    """
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    size = max(count.literal_value, 1)
+    array_type = types.Array(types.float32, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        length = context.get_constant(types.intp, size)
+        itemsize = context.get_constant(types.intp, 4)
+        data = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=length)
+        array = context.make_array(array_type)(context, builder)
+        context.populate_array(array, data=data, shape=[length], strides=[itemsize], itemsize=itemsize, meminfo=None)
+        return array._getvalue()
+
+    return array_type(count), codegen
+
+
+def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    dtype : numpy dtype
+    alignment : int
+        Power of two, in bytes (a page by default, so rows of 2^k bytes never straddle pages).
+
+    Returns
+    -------
+    ndarray
+        A view into a slightly larger buffer (which it keeps alive).
+    """
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise ValueError(f"alignment must be a positive power of two, got {alignment}")
+    shape = (shape,) if np.isscalar(shape) else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    buffer = np.empty(nbytes + alignment, dtype=np.uint8)
+    start = (-buffer.ctypes.data) % alignment
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+
+@intrinsic
+def _prefetch_item(typingctx, array, index):
+    """Prefetch the cache line holding ``array[index]`` of a 1-D array."""
+    signature = types.void(array, index)
+
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        position = context.cast(builder, args[1], sig.args[1], types.intp)
+        pointer = cgutils.get_item_pointer2(
+            context, builder, array_struct.data,
+            cgutils.unpack_tuple(builder, array_struct.shape),
+            cgutils.unpack_tuple(builder, array_struct.strides),
+            array_type.layout, [position], wraparound=False, boundscheck=False,
+        )
+        _emit_prefetch(builder, pointer)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
 
 
 @numba.njit(nogil=True, cache=True)
 def unique_inverse(ids):
-    """Distinct ids in order of first occurrence, and each id's index among them (open-addressing hash)."""
+    """Distinct ids in order of first occurrence, and where each id sits among them.
+
+    Parameters
+    ----------
+    ids : int64[n]
+
+    Returns
+    -------
+    uniq : int64[u]
+        Distinct values of ``ids`` in order of first occurrence.
+    inverse : int64[n]
+        ``ids[i] == uniq[inverse[i]]``.
+
+    Notes
+    -----
+    One pass over ``ids`` with an open-addressing (linear probing) hash table of at
+    least ``2n`` slots, Fibonacci-hashed: an int32 array of positions in ``uniq``
+    (-1 when free) beside the keys, prefetching the slot of the id
+    ``PREFETCH_DISTANCE`` positions ahead.
+    """
     n = ids.size
-    size = 16
-    while size < 2 * n:
-        size <<= 1
-    mask = size - 1
-    table_keys = np.empty(size, dtype=np.int64)
-    table_vals = np.full(size, -1, dtype=np.int64)
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = _unsigned((1 << bits) - 1)
+    shift = _unsigned(64 - bits)
+    keys = np.empty(1 << bits, dtype=np.int64)
+    positions = np.full(1 << bits, -1, dtype=np.int32)
     uniq = np.empty(n, dtype=np.int64)
     inverse = np.empty(n, dtype=np.int64)
     count = 0
     for i in range(n):
+        ahead = i + PREFETCH_DISTANCE
+        if ahead < n:
+            _prefetch_item(positions, (_unsigned(ids[ahead]) * _FIBONACCI) >> shift)
         key = ids[i]
-        h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
-        slot = np.int64(h) & mask
+        slot = (_unsigned(key) * _FIBONACCI) >> shift
         while True:
-            v = table_vals[slot]
-            if v < 0:
-                table_keys[slot] = key
-                table_vals[slot] = count
+            position = positions[slot]
+            if position < 0:
+                keys[slot] = key
+                positions[slot] = count
                 uniq[count] = key
                 inverse[i] = count
                 count += 1
                 break
-            if table_keys[slot] == key:
-                inverse[i] = v
+            if keys[slot] == key:
+                inverse[i] = position
                 break
-            slot = (slot + 1) & mask
+            slot = (slot + _unsigned(1)) & mask
     return uniq[:count].copy(), inverse
 
 
-@numba.njit(nogil=True, cache=True, parallel=True, fastmath=True)
-def _pool(slab, extra, loc, offsets, weights, has_weights, mode, out):
+@numba.njit(nogil=True, cache=True)
+def _chunk_of_bags(offsets, chunk, n_chunks):
+    """Bags ``[lo, hi)`` of chunk ``chunk``: contiguous runs holding about equal numbers of rows."""
     n_bags = offsets.size - 1
-    dim = out.shape[1]
-    for b in numba.prange(n_bags):
-        start, stop = offsets[b], offsets[b + 1]
-        acc = np.zeros(dim, dtype=np.float32)
-        if stop > start and mode == MODE_MAX:
-            acc[:] = -np.inf
-        for i in range(start, stop):
-            r = loc[i]
-            row = slab[r] if r >= 0 else extra[-1 - r]
-            if mode == MODE_MAX:
-                for j in range(dim):
-                    acc[j] = max(acc[j], row[j])
-            elif has_weights:
-                w = weights[i]
-                for j in range(dim):
-                    acc[j] += w * row[j]
-            else:
-                for j in range(dim):
-                    acc[j] += row[j]
-        if mode == MODE_MEAN and stop > start:
-            inv = np.float32(1.0) / np.float32(stop - start)
-            for j in range(dim):
-                acc[j] *= inv
-        for j in range(dim):
-            out[b, j] = acc[j]
+    total = offsets[n_bags] - offsets[0]
+    lo = 0 if chunk == 0 else np.searchsorted(offsets, offsets[0] + total * chunk // n_chunks)
+    hi = n_bags if chunk == n_chunks - 1 else np.searchsorted(offsets, offsets[0] + total * (chunk + 1) // n_chunks)
+    return min(lo, n_bags), min(hi, n_bags)
 
 
+@numba.njit(nogil=True, inline="always")
+def _add_row(acc, rows, r, first, weight, width, mode, weighted):
+    """Fold row ``rows[r]`` into the bag's accumulator ``acc`` (the bag's first row when ``first``)."""
+    if mode == MODE_MAX:
+        if first:
+            for d in range(width):
+                acc[d] = rows[r, d]
+        else:
+            for d in range(width):
+                acc[d] = max(acc[d], rows[r, d])
+    elif weighted:
+        for d in range(width):
+            acc[d] += weight * rows[r, d]
+    else:
+        for d in range(width):
+            acc[d] += rows[r, d]
+
+
+@numba.njit(nogil=True, inline="always")
+def _prefetch_row(slab, extra, p, width, with_extra):
+    """Prefetch every cache line of the row named by ``p`` (a ``loc`` value)."""
+    if with_extra and p < 0:
+        row = _unsigned(-1 - p)
+        for k in range(0, width, CACHE_LINE_FLOATS):
+            _prefetch(extra, row, k)
+    else:
+        row = _unsigned(p)
+        for k in range(0, width, CACHE_LINE_FLOATS):
+            _prefetch(slab, row, k)
+
+
+def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
+    """Pooling kernel with its options as compile-time constants; ``dim == 0`` reads the width from ``out``."""
+    distance = _unsigned(PREFETCH_DISTANCE)
+
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def pool(slab, extra, loc, offsets, weights, out, n_chunks):
+        width = out.shape[1] if dim == 0 else dim
+        for chunk in numba.prange(n_chunks):
+            lo, hi = _chunk_of_bags(offsets, chunk, n_chunks)
+            acc = _stack_floats(dim) if dim else np.empty(width, dtype=np.float32)
+            end = _unsigned(offsets[hi])
+            for b in range(lo, hi):
+                start, stop = _unsigned(offsets[b]), _unsigned(offsets[b + 1])
+                for d in range(width):
+                    acc[d] = 0.0
+                for i in range(start, stop):
+                    ahead = i + distance
+                    if ahead < end:
+                        _prefetch_row(slab, extra, loc[ahead], width, with_extra)
+                    r = loc[i]
+                    weight = weights[i] if weighted else np.float32(1.0)
+                    if with_extra and r < 0:
+                        _add_row(acc, extra, _unsigned(-1 - r), i == start, weight, width, mode, weighted)
+                    else:
+                        _add_row(acc, slab, _unsigned(r), i == start, weight, width, mode, weighted)
+                if mode == MODE_MEAN and stop > start:
+                    count = np.float32(stop - start)
+                    for d in range(width):
+                        out[b, d] = acc[d] / count
+                else:
+                    for d in range(width):
+                        out[b, d] = acc[d]
+
+    return pool
+
+
+_POOL_KERNELS: dict[tuple[int, int, bool, bool], object] = {}
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
+def _pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
+    key = (dim if dim in SPECIALIZED_DIMS else 0, mode, weighted, with_extra)
+    kernel = _POOL_KERNELS.get(key)
+    if kernel is None:
+        kernel = _POOL_KERNELS[key] = _build_pool_kernel(*key)
+    return kernel
+
+
+def _check_rows(name: str, rows: np.ndarray, dim: int) -> None:
+    if not isinstance(rows, np.ndarray) or rows.dtype != np.float32 or rows.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D float32 array, got {_describe(rows)}")
+    if rows.shape[0] and rows.shape[1] != dim:
+        raise ValueError(f"{name} rows have width {rows.shape[1]}, but out has {dim} columns")
+    if rows.shape[0] and rows.strides[1] != rows.itemsize:
+        raise ValueError(f"{name} rows must be contiguous (strides {rows.strides})")
+
+
+def _check_ids(name: str, ids: np.ndarray) -> None:
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.int64 or ids.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D int64 array, got {_describe(ids)}")
+
+
+def _check_out(out: np.ndarray, n: int, what: str) -> None:
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 2:
+        raise ValueError(f"out must be a 2-D float32 array, got {_describe(out)}")
+    if out.shape[0] != n:
+        raise ValueError(f"out has {out.shape[0]} rows, but there are {n} {what}")
+    if out.shape[1] and out.strides[1] != out.itemsize:
+        raise ValueError(f"out rows must be contiguous (strides {out.strides})")
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {value.shape}"
+    return type(value).__name__
+
+
 def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
-    """Pool bag ``b`` = rows ``loc[offsets[b]:offsets[b+1]]`` into ``out[b]`` (sum, mean or max; empty -> 0)."""
-    has_weights = weights is not None
-    _pool(slab, extra, loc, offsets, weights if has_weights else _NO_WEIGHTS, has_weights, mode, out)
+    """Pool each bag's rows into ``out``, with ``torch.nn.functional.embedding_bag`` semantics.
+
+    Parameters
+    ----------
+    slab : float32[R, D]
+        Cache slab; ``loc[i] >= 0`` names ``slab[loc[i]]``.
+    extra : float32[E, D]
+        Rows read for this batch; ``loc[i] < 0`` names ``extra[-1 - loc[i]]``.
+        May have zero rows (of any width) when every ``loc`` is ``>= 0``.
+    loc : int64[n]
+        Row of each index; the caller guarantees every value names an existing row.
+    offsets : int64[B + 1]
+        Bag ``b`` is ``loc[offsets[b]:offsets[b + 1]]``; non-decreasing (the caller
+        validates), ``offsets[-1] == n``.
+    weights : float32[n] or None
+        Per-row multipliers, ``MODE_SUM`` only.
+    mode : int
+        ``MODE_SUM``, ``MODE_MEAN`` (sum / bag length) or ``MODE_MAX`` (elementwise).
+        Empty bags give zeros in every mode.
+    out : float32[B, D]
+        Written in place; rows may be strided (a column block of a wider output),
+        each row contiguous.
+
+    Raises
+    ------
+    ValueError
+        On wrong dtypes, shapes or a mode/weights combination torch rejects.
+    """
+    _check_ids("loc", loc)
+    _check_ids("offsets", offsets)
+    if offsets.size == 0:
+        raise ValueError("offsets must have B + 1 entries, got an empty array")
+    _check_out(out, offsets.size - 1, "bags (offsets has B + 1 entries)")
+    dim = out.shape[1]
+    _check_rows("slab", slab, dim)
+    _check_rows("extra", extra, dim)
+    if offsets[0] != 0 or offsets[-1] != loc.size:
+        raise ValueError(f"offsets must run from 0 to len(loc)={loc.size}, got {offsets[0]} .. {offsets[-1]}")
+    if mode not in MODE_NAMES:
+        raise ValueError(f"mode must be one of {sorted(MODE_NAMES)} (sum, mean, max), got {mode!r}")
+    weighted = weights is not None
+    if weighted:
+        if mode != MODE_SUM:
+            raise ValueError(f"per-sample weights need mode sum, got mode {MODE_NAMES[mode]}")
+        if not isinstance(weights, np.ndarray) or weights.dtype != np.float32 or weights.shape != loc.shape:
+            raise ValueError(f"weights must be float32 of shape {loc.shape}, got {_describe(weights)}")
+    if out.shape[0] == 0 or dim == 0:
+        return
+    kernel = _pool_kernel(dim, mode, weighted, extra.shape[0] > 0)
+    n_chunks = min(numba.get_num_threads(), out.shape[0])
+    kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks)
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def gather_rows(slab, extra, loc, out):
-    """``out[i] = row named by loc[i]``."""
-    for i in numba.prange(loc.size):
-        r = loc[i]
-        if r >= 0:
-            out[i, :] = slab[r]
-        else:
-            out[i, :] = extra[-1 - r]
+def _gather(slab, extra, loc, out, n_chunks):
+    n = loc.size
+    width = out.shape[1]
+    distance = _unsigned(PREFETCH_DISTANCE)
+    for chunk in numba.prange(n_chunks):
+        lo = _unsigned(n * chunk // n_chunks)
+        hi = _unsigned(n * (chunk + 1) // n_chunks)
+        for i in range(lo, hi):
+            ahead = i + distance
+            if ahead < hi:
+                _prefetch_row(slab, extra, loc[ahead], width, True)
+            r = loc[i]
+            if r >= 0:
+                row = _unsigned(r)
+                for d in range(width):
+                    out[i, d] = slab[row, d]
+            else:
+                row = _unsigned(-1 - r)
+                for d in range(width):
+                    out[i, d] = extra[row, d]
+
+
+def gather_rows(slab, extra, loc, out) -> None:
+    """Copy the row named by ``loc[i]`` into ``out[i]`` (same row sources as :func:`pool_rows`).
+
+    Parameters
+    ----------
+    slab, extra : float32[R, D], float32[E, D]
+    loc : int64[n]
+    out : float32[n, D]
+    """
+    _check_ids("loc", loc)
+    _check_out(out, loc.size, "ids")
+    dim = out.shape[1]
+    _check_rows("slab", slab, dim)
+    _check_rows("extra", extra, dim)
+    if loc.size and dim:
+        _gather(slab, extra, loc, out, min(numba.get_num_threads(), loc.size))
