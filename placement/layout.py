@@ -13,11 +13,14 @@ one page.  Methods:
     (bags or batches) are expanded into weighted row pairs (all pairs for small
     edges, a random ring of ``pairs_per_row`` neighbours each side for large
     ones; every row gets total weight one per edge); each row keeps its
-    ``max_degree`` heaviest neighbours.  Pages are then filled one at a time:
-    the hottest unplaced row seeds a page, and the unplaced row with the most
-    co-access weight to the page's rows joins next; with no co-accessed
-    candidate left the next hottest unplaced row joins.  Rows in ``exclude``
-    (pinned rows, read from SSD once) go first, by frequency.  Time and memory
+    ``max_degree`` heaviest neighbours.  Clusters of at most one page are
+    grown greedily: the hottest unplaced row seeds a cluster, and the unplaced
+    row with the most co-access weight to the cluster joins next, until the
+    cluster fills a page or nothing unplaced is linked to it (rows without
+    links become clusters of one).  Clusters are then packed into pages best
+    fit by decreasing size, so none straddles two pages.  Rows in ``exclude``
+    (pinned rows, read from SSD once) fill the first pages, by frequency (their
+    last, partly filled page is topped up with clusters, or moves to the end).  Time and memory
     are linear in rows plus sampled pairs (pairs sorted once).
 """
 
@@ -178,42 +181,32 @@ def _adjacency(low, high, weight, num_rows, max_degree):
 
 
 @numba.njit(cache=True, nogil=True)
-def _greedy_pages(adj_ptr, adj, adj_w, seeds, first, rows_per_page, counts):
-    """Fill pages from ``seeds`` (hottest first) by co-access weight; rows in ``first`` go first, as given."""
+def _grow_clusters(adj_ptr, adj, adj_w, seeds, exclude, max_size, counts):
+    """Clusters of at most ``max_size`` rows, grown from the hottest unplaced seed.
+
+    The unplaced row with the most co-access weight to the cluster joins next
+    (ties: the hotter row); a cluster ends when full or when no unplaced row is
+    linked to it.  Returns the rows, cluster after cluster, and the cluster sizes.
+    """
     num_rows = adj_ptr.size - 1
-    order = np.empty(num_rows, dtype=np.int64)
-    placed = np.zeros(num_rows, dtype=np.bool_)
+    rows = np.empty(num_rows, dtype=np.int64)
+    sizes = np.empty(num_rows, dtype=np.int64)
+    placed = exclude.copy()
     score = np.zeros(num_rows, dtype=np.float32)
     max_degree = 0
     for r in range(num_rows):
         max_degree = max(max_degree, adj_ptr[r + 1] - adj_ptr[r])
-    candidates = np.empty(rows_per_page * max_degree + 1, dtype=np.int64)
+    candidates = np.empty(max_size * max_degree + 1, dtype=np.int64)
     pos = 0
-    for r in first:
-        order[pos] = r
-        placed[r] = True
-        pos += 1
-    next_seed = 0
-    while pos < num_rows:
-        room = rows_per_page - pos % rows_per_page
+    n_clusters = 0
+    for seed in seeds:
+        if placed[seed]:
+            continue
+        start = pos
         n_cand = 0
-        for _ in range(room):
-            if pos == num_rows:
-                break
-            best = -1
-            best_score = np.float32(0.0)
-            for c in range(n_cand):
-                v = candidates[c]
-                if placed[v]:
-                    continue
-                if score[v] > best_score or (score[v] == best_score and best >= 0 and counts[v] > counts[best]):
-                    best = v
-                    best_score = score[v]
-            if best < 0:
-                while placed[seeds[next_seed]]:
-                    next_seed += 1
-                best = seeds[next_seed]
-            order[pos] = best
+        best = seed
+        while best >= 0:
+            rows[pos] = best
             placed[best] = True
             pos += 1
             for i in range(adj_ptr[best], adj_ptr[best + 1]):
@@ -224,8 +217,71 @@ def _greedy_pages(adj_ptr, adj, adj_w, seeds, first, rows_per_page, counts):
                     candidates[n_cand] = v
                     n_cand += 1
                 score[v] += adj_w[i]
+            best = -1
+            if pos - start == max_size:
+                break
+            best_score = np.float32(0.0)
+            for c in range(n_cand):
+                v = candidates[c]
+                if placed[v]:
+                    continue
+                if score[v] > best_score or (score[v] == best_score and best >= 0 and counts[v] > counts[best]):
+                    best = v
+                    best_score = score[v]
         for c in range(n_cand):
             score[candidates[c]] = 0
+        sizes[n_clusters] = pos - start
+        n_clusters += 1
+    return rows[:pos], sizes[:n_clusters]
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_clusters(first, rows, sizes, rows_per_page):
+    """Lay out ``first`` (in order), then whole clusters into pages, best fit by decreasing size.
+
+    A cluster never straddles two pages.  Full pages come first; pages left with
+    room (only when too few small clusters remain to fill them) go last.
+    """
+    num_rows = first.size + rows.size
+    max_pages = num_rows // rows_per_page + sizes.size + 1
+    page_rows = np.empty(max_pages * rows_per_page, dtype=np.int64)
+    fill = np.zeros(max_pages, dtype=np.int64)
+    room_head = np.full(rows_per_page + 1, -1, dtype=np.int64)
+    next_same_room = np.full(max_pages, -1, dtype=np.int64)
+    n_pages = (first.size + rows_per_page - 1) // rows_per_page
+    for i in range(first.size):
+        page_rows[i] = first[i]
+        fill[i // rows_per_page] += 1
+    if n_pages and fill[n_pages - 1] < rows_per_page:
+        room = rows_per_page - fill[n_pages - 1]
+        room_head[room] = n_pages - 1
+    starts = np.zeros(sizes.size + 1, dtype=np.int64)
+    for c in range(sizes.size):
+        starts[c + 1] = starts[c] + sizes[c]
+    for c in np.argsort(-sizes, kind="mergesort"):
+        p = -1
+        for room in range(sizes[c], rows_per_page + 1):
+            if room_head[room] >= 0:
+                p = room_head[room]
+                room_head[room] = next_same_room[p]
+                break
+        if p < 0:
+            p = n_pages
+            n_pages += 1
+        for k in range(starts[c], starts[c + 1]):
+            page_rows[p * rows_per_page + fill[p]] = rows[k]
+            fill[p] += 1
+        room = rows_per_page - fill[p]
+        if room > 0:
+            next_same_room[p] = room_head[room]
+            room_head[room] = p
+    order = np.empty(num_rows, dtype=np.int64)
+    pos = 0
+    for want_full in (True, False):
+        for p in range(n_pages):
+            if (fill[p] == rows_per_page) == want_full:
+                order[pos : pos + fill[p]] = page_rows[p * rows_per_page : p * rows_per_page + fill[p]]
+                pos += fill[p]
     return order
 
 
@@ -251,7 +307,7 @@ def coaccess_layout(
     rows_per_page : int
         Positions per SSD page.
     exclude : bool ndarray, optional
-        Rows kept out of the clustering (e.g. pinned rows); they take the first positions by frequency.
+        Rows kept out of the clustering (e.g. pinned rows); they fill the first pages by frequency.
     pairs_per_row : int
         Ring neighbours per side for edges larger than ``2 * pairs_per_row + 1`` rows.
     max_degree : int
@@ -288,5 +344,6 @@ def coaccess_layout(
     adj_ptr, adj, adj_w = _adjacency(keys // num_rows, keys % num_rows, weight, num_rows, int(max_degree))
     del keys, weight
     hottest = frequency_layout(counts)
-    first = hottest[exclude[hottest]]
-    return _greedy_pages(adj_ptr, adj, adj_w, hottest, first, int(rows_per_page), counts)
+    cluster_rows, cluster_sizes = _grow_clusters(adj_ptr, adj, adj_w, hottest, exclude, int(rows_per_page), counts)
+    del adj_ptr, adj, adj_w
+    return _pack_clusters(hottest[exclude[hottest]], cluster_rows, cluster_sizes, int(rows_per_page))
