@@ -47,14 +47,34 @@ class SsdTable:
         The named database holding this layout's pages.
     positions : ndarray or None
         Row -> layout position; None means the identity.
+    version : tuple
+        ``(layout, data_version)``: what the direct-read caches below are valid for.
+
+    With the direct reader, two per-page caches make repeated misses cheap: where
+    each page's value sits in the data file (LMDB never moves a value until its
+    database is written, and any write gives the table a new version), and
+    whether the page's checksum was verified.  A page is verified on its first
+    read by this store handle for this version, not on every read.
     """
 
     config: TableConfig
     db: object
     positions: np.ndarray | None = None
+    version: tuple = ()
     counters: ReadCounters = field(default_factory=ReadCounters)
     #: ``(LmdbDirectReader, root page)`` for this read transaction, or None to read through py-lmdb.
     direct: tuple | None = None
+    value_start: np.ndarray | None = None
+    value_end: np.ndarray | None = None
+    verified: np.ndarray | None = None
+
+    def keep_caches_of(self, old: "SsdTable | None") -> None:
+        """Take over ``old``'s counters, and its direct-read caches if it is the same table version."""
+        if old is None:
+            return
+        self.counters = old.counters
+        if old.version == self.version:
+            self.value_start, self.value_end, self.verified = old.value_start, old.value_end, old.verified
 
     @property
     def n_pages(self) -> int:
@@ -73,10 +93,14 @@ class SsdTable:
         memory map; otherwise one ``Cursor.getmulti`` call copies them out.
         """
         if self.direct is not None:
-            buf, starts, ends = self._locate_direct(txn, page_ids)
+            buf, starts, ends = self._locate_direct(page_ids)
+            check = ~self.verified[page_ids]
+            pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
+                               self.page_rows(page_ids[check]))
+            self.verified[page_ids[check]] = True
         else:
             buf, starts, ends = self._get_multi(txn, page_ids)
-        pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))
+            pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))
         self.counters.pages += page_ids.size
         self.counters.bytes += int(np.sum(ends - starts))
         if self.config.compression == "zstd":
@@ -89,12 +113,23 @@ class SsdTable:
             f"(the store is damaged)"
         )
 
-    def _locate_direct(self, txn, page_ids):
+    def _locate_direct(self, page_ids):
         reader, root = self.direct
-        starts, lengths, status = reader.locate(root, page_ids.astype(np.uint64))
-        if np.any(status != 0):
-            raise self._missing(page_ids[status != 0])
-        return reader.view, starts, starts + lengths
+        if self.value_start is None:
+            self.value_start = np.zeros(self.n_pages, dtype=np.int64)
+            self.value_end = np.zeros(self.n_pages, dtype=np.int64)
+            self.verified = np.zeros(self.n_pages, dtype=np.bool_)
+        starts = self.value_start[page_ids]
+        unknown = starts == 0
+        if unknown.any():
+            todo = page_ids[unknown]
+            found, lengths, status = reader.locate(root, todo.astype(np.uint64))
+            if np.any(status != 0):
+                raise self._missing(todo[status != 0])
+            self.value_start[todo] = found
+            self.value_end[todo] = found + lengths
+            starts = self.value_start[page_ids]
+        return reader.view, starts, self.value_end[page_ids]
 
     def _get_multi(self, txn, page_ids):
         found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))

@@ -32,7 +32,7 @@ from tierstore.config import TableConfig
 from tierstore.dram import DramTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
-from tierstore.ssd import ReadCounters, SsdTable, page_keys
+from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats
 from tierstore.validate import as_ids, check_bags
 
@@ -252,7 +252,6 @@ class Store:
 
     def _adopt(self, meta, epoch: bytes) -> None:
         """Make ``meta`` (committed at ``epoch``) this handle's view: tables, page databases, positions."""
-        counters = {name: ssd.counters for name, ssd in self._ssd.items()}
         tables, ssd_tables, ready = {}, {}, []
         for entry in meta["tables"]:
             config = TableConfig.from_dict(entry["config"])
@@ -262,7 +261,9 @@ class Store:
         with self.env.begin() as txn:
             for entry, config, db in ready:
                 positions = None if entry["identity"] else self._read_positions(txn, config, entry["layout"])
-                ssd_tables[config.name] = SsdTable(config, db, positions, counters.get(config.name, ReadCounters()))
+                table = SsdTable(config, db, positions, (entry["layout"], entry["data_version"]))
+                table.keep_caches_of(self._ssd.get(config.name))
+                ssd_tables[config.name] = table
         self._meta, self.tables, self._ssd, self._epoch = meta, tables, ssd_tables, epoch
 
     def _read_positions(self, txn, config: TableConfig, layout: int) -> np.ndarray:
