@@ -295,7 +295,7 @@ def _check_rows(name: str, rows: np.ndarray, dim: int) -> None:
         raise ValueError(f"{name} must be a 2-D float32 array, got {_describe(rows)}")
     if rows.shape[0] and rows.shape[1] != dim:
         raise ValueError(f"{name} rows have width {rows.shape[1]}, but out has {dim} columns")
-    if rows.shape[0] and rows.strides[1] != rows.itemsize:
+    if rows.shape[0] and rows.shape[1] > 1 and rows.strides[1] != rows.itemsize:
         raise ValueError(f"{name} rows must be contiguous (strides {rows.strides})")
 
 
@@ -309,7 +309,7 @@ def _check_out(out: np.ndarray, n: int, what: str) -> None:
         raise ValueError(f"out must be a 2-D float32 array, got {_describe(out)}")
     if out.shape[0] != n:
         raise ValueError(f"out has {out.shape[0]} rows, but there are {n} {what}")
-    if out.shape[1] and out.strides[1] != out.itemsize:
+    if out.shape[0] and out.shape[1] > 1 and out.strides[1] != out.itemsize:
         raise ValueError(f"out rows must be contiguous (strides {out.strides})")
 
 
