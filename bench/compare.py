@@ -1,6 +1,6 @@
 """Cache-policy comparison on a trace: a (policy x cache size) grid, Belady always included.
 
-The trace is turned into an on-disk :class:`~bench.keystream.KeyStream`, then each
+The trace is turned into an on-disk :class:`~bench.traces.keystream.KeyStream`, then each
 grid point streams it through a ``cache_policies`` policy state.  The replay loop
 follows ``cache_policies.simulate`` exactly (hit -> ``on_hit``; miss -> ``admit``,
 evict while over capacity, ``on_insert``) and additionally counts hits per time
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from bench.keystream import KeyStream
+from bench.traces.keystream import KeyStream
 from cache_policies import available_policies, make_policy
 from tierstore.config import JsonConfig
 
@@ -121,7 +121,7 @@ class CompareConfig(JsonConfig):
 
     def policy_list(self) -> list[str]:
         """The policies to run, Belady last."""
-        names = [p for p in self.policies]
+        names = list(self.policies)
         if not any(p.split(":")[0] == BOUND for p in names):
             names.append(BOUND)
         return names

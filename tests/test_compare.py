@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.compare import CompareConfig, compare, parse_policy, parse_size
-from bench.keystream import KeyStream
+from bench.traces.keystream import KeyStream
 from bench.report import write_report
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from cache_policies import simulate
