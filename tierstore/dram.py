@@ -1,8 +1,8 @@
 """DRAM tier: a byte-budgeted cache of float32 rows over one or more tables.
 
 The tier owns capacity; a ``cache_policies`` state machine owns ordering.  Rows sit
-in one slab per table (``[slots, dim]`` float32, allocated lazily by the OS, so
-untouched slots cost no memory).  Keys are global row ids (the table's key base
+in one slab per table (``[slots, dim]`` float32, cache-line aligned, allocated lazily
+by the OS, so untouched slots cost no memory).  Keys are global row ids (the table's key base
 plus its row); a dense ``row -> slot`` int32 array is the index: one 4-byte read per
 probe, 4 bytes of DRAM per table row (see ARCHITECTURE.md for the choice).
 
@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from cache_policies.base import as_policy
+from tierstore.kernels import aligned_empty
 
 
 @numba.njit(nogil=True, cache=True)
@@ -121,7 +122,7 @@ class DramTier:
         self.key_base = np.concatenate([[0], np.cumsum(num_rows)]).astype(np.int64)
         self.slot_base = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
         total_slots = int(self.slot_base[-1])
-        self.slabs = [np.empty((int(s), t.dim), dtype=np.float32) for s, t in zip(slots, tables)]
+        self.slabs = [aligned_empty((int(s), t.dim)) for s, t in zip(slots, tables)]
         self.row2slot = np.full(int(self.key_base[-1]), -1, dtype=np.int32)
         self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
         self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
