@@ -200,17 +200,20 @@ def run(config: PlacementBenchConfig, progress: bool = True) -> dict:
         },
     }
     if config.store:
+        deployable = plan_for("cost", "coaccess", min_cache_count=0)[0]
         replayed = {
             "single_identity": (_with_identity_layout(plans["cache_only", "coaccess"]), best),
             "single_coaccess": (plans["cache_only", "coaccess"], best),
-            "planned_coaccess": (plan_for("cost", "coaccess", min_cache_count=0)[0], "lru"),
+            "planned_identity": (_with_identity_layout(deployable), "lru"),
+            "planned_coaccess": (deployable, "lru"),
         }
-        out["store_replay"] = replay_through_store(config, tables, test, warmup, replayed, log)
-        out["ratios"]["measured_pages_coaccess_over_identity"] = (
-            out["store_replay"]["single_coaccess"]["measured_ssd_pages_per_batch"]
-            / out["store_replay"]["single_identity"]["measured_ssd_pages_per_batch"]
-        )
-        out["ratios"]["max_abs_hit_rate_gap_pp"] = max(abs(r["hit_rate_gap_pp"]) for r in out["store_replay"].values())
+        out["store_replay"] = replay = replay_through_store(config, tables, test, warmup, replayed, log)
+        for tiers in ("single", "planned"):
+            out["ratios"][f"measured_pages_coaccess_over_identity_{tiers}"] = (
+                replay[f"{tiers}_coaccess"]["measured_ssd_pages_per_batch"]
+                / replay[f"{tiers}_identity"]["measured_ssd_pages_per_batch"]
+            )
+        out["ratios"]["max_abs_hit_rate_gap_pp"] = max(abs(r["hit_rate_gap_pp"]) for r in replay.values())
     return out
 
 
