@@ -19,7 +19,7 @@ EMPTY_KEY = np.iinfo(np.int64).min
 _FIB = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
 
 
-@jitclass([("keys", int64[:]), ("vals", int64[:]), ("mask", int64), ("size", int64)])
+@jitclass([("keys", int64[::1]), ("vals", int64[::1]), ("mask", int64), ("size", int64)])
 class KeyMap:
     """int64 -> int64 open-addressing hash map.
 
@@ -128,11 +128,11 @@ class KeyMap:
 @jitclass(
     [
         ("index", KeyMap.class_type.instance_type),
-        ("node_key", int64[:]),
-        ("node_size", int64[:]),
-        ("node_tag", int64[:]),
-        ("node_prev", int64[:]),
-        ("node_next", int64[:]),
+        ("node_key", int64[::1]),
+        ("node_size", int64[::1]),
+        ("node_tag", int64[::1]),
+        ("node_prev", int64[::1]),
+        ("node_next", int64[::1]),
         ("free", int64),
         ("newest", int64),
         ("oldest", int64),

@@ -16,14 +16,14 @@ NO_SLOT = -1
 
 @jitclass(
     [
-        ("prev", int64[:]),
-        ("next", int64[:]),
-        ("size", int64[:]),
-        ("where", int64[:]),
-        ("head", int64[:]),
-        ("tail", int64[:]),
-        ("count", int64[:]),
-        ("nbytes", int64[:]),
+        ("prev", int64[::1]),
+        ("next", int64[::1]),
+        ("size", int64[::1]),
+        ("where", int64[::1]),
+        ("head", int64[::1]),
+        ("tail", int64[::1]),
+        ("count", int64[::1]),
+        ("nbytes", int64[::1]),
     ]
 )
 class SlotLists:
@@ -63,11 +63,12 @@ class SlotLists:
 
     def push_head(self, lst, slot, size):
         """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
+        prev = self.prev
         h = self.head[lst]
-        self.prev[slot] = NO_SLOT
+        prev[slot] = NO_SLOT
         self.next[slot] = h
         if h != NO_SLOT:
-            self.prev[h] = slot
+            prev[h] = slot
         else:
             self.tail[lst] = slot
         self.head[lst] = slot
@@ -78,15 +79,17 @@ class SlotLists:
 
     def unlink(self, slot):
         """Remove ``slot`` from its list; return the list it was in."""
+        prev = self.prev
+        nxt = self.next
         lst = self.where[slot]
-        p = self.prev[slot]
-        n = self.next[slot]
+        p = prev[slot]
+        n = nxt[slot]
         if p != NO_SLOT:
-            self.next[p] = n
+            nxt[p] = n
         else:
             self.head[lst] = n
         if n != NO_SLOT:
-            self.prev[n] = p
+            prev[n] = p
         else:
             self.tail[lst] = p
         self.where[slot] = -1
@@ -96,8 +99,37 @@ class SlotLists:
 
     def move_to_head(self, lst, slot):
         """Move ``slot`` (in any list) to the head of ``lst``."""
-        self.unlink(slot)
-        self.push_head(lst, slot, self.size[slot])
+        head = self.head
+        if head[lst] == slot:
+            return
+        prev = self.prev
+        nxt = self.next
+        old = self.where[slot]
+        p = prev[slot]
+        n = nxt[slot]
+        if p != NO_SLOT:
+            nxt[p] = n
+        else:
+            head[old] = n
+        if n != NO_SLOT:
+            prev[n] = p
+        else:
+            self.tail[old] = p
+        h = head[lst]
+        prev[slot] = NO_SLOT
+        nxt[slot] = h
+        if h != NO_SLOT:
+            prev[h] = slot
+        else:
+            self.tail[lst] = slot
+        head[lst] = slot
+        if old != lst:
+            size = self.size[slot]
+            self.where[slot] = lst
+            self.count[old] -= 1
+            self.nbytes[old] -= size
+            self.count[lst] += 1
+            self.nbytes[lst] += size
 
     def pop_tail(self, lst):
         """Unlink and return the tail of ``lst`` (``NO_SLOT`` if empty)."""

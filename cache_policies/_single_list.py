@@ -13,6 +13,7 @@ from ._lists import SlotLists
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("promote_on_hit", boolean),
         ("lists", SlotLists.class_type.instance_type),
     ]
@@ -27,6 +28,7 @@ class SingleListState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.promote_on_hit = promote_on_hit
         self.lists = SlotLists(max_slots, 1)
 

@@ -25,8 +25,8 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 @jitclass(
     [
-        ("counters", int32[:]),
-        ("door", boolean[:]),
+        ("counters", int32[::1]),
+        ("door", boolean[::1]),
         ("n_hashes", int64),
         ("use_doorkeeper", boolean),
         ("seed", uint64),

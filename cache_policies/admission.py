@@ -52,6 +52,10 @@ class _Filtered:
     def n_resident(self):
         return self.inner.n_resident
 
+    @property
+    def n_pending(self):
+        return self.inner.n_pending
+
     def _count(self, key):
         self.sketch.add(key)
         self.events += 1
@@ -109,7 +113,7 @@ def _filter_class(inner_type):
             ("events", int64),
             ("aging_period", int64),
             ("last_victim_key", int64),
-            ("key_of", int64[:]),
+            ("key_of", int64[::1]),
         ]
         cls = jitclass(spec)(type(f"Filtered_{len(_CLASSES)}", (_Filtered,), {}))
         _CLASSES[inner_type] = cls

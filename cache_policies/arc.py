@@ -30,10 +30,11 @@ HIT_B2 = 2
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("p", float64),
         ("ghost_hit", int64),
         ("incoming_size", int64),
-        ("key_of", int64[:]),
+        ("key_of", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
         ("b1", KeyList.class_type.instance_type),
         ("b2", KeyList.class_type.instance_type),
@@ -46,6 +47,7 @@ class ARCState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.p = 0.0
         self.ghost_hit = NO_GHOST_HIT
         self.incoming_size = 0

@@ -13,11 +13,12 @@ the live caches drive through the slot protocol:
 - ``on_hit(slot)``; ``remove(slot)`` (invalidation, no ghost);
 - ``set_next_access(next_vtime)``: called before each request by the
   simulator; only Belady uses it;
-- ``take_evicted() -> slot or -1``: slots the policy evicted on its own, which
-  the caller drains after ``on_hit``, after ``admit`` and after its eviction
-  loop.  Only LIRS returns any (libCacheSim's LIRS evicts during hits and
-  admission, and one eviction step may free several objects); for every other
-  policy it always returns -1.
+- ``take_evicted() -> slot or -1`` and ``n_pending`` (int64): slots the
+  policy evicted on its own, which the caller drains (while ``n_pending > 0``)
+  after ``on_hit``, after ``admit`` and after its eviction loop.  Only LIRS
+  (which evicts during hits and admission, and may free several objects in
+  one step) and W-TinyLFU (SLRU probation overflow on a hit, byte sizes only)
+  ever have any; elsewhere ``n_pending`` stays 0.
 
 Every policy accepts ``admission`` (``"none"``, ``"second_hit"`` or
 ``"tinylfu"``), an admission filter in front of the policy, with

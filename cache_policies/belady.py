@@ -23,12 +23,13 @@ _INFINITY = np.iinfo(np.int64).max
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("current_next", int64),
-        ("heap", int64[:]),
+        ("heap", int64[::1]),
         ("heap_size", int64),
-        ("pos", int64[:]),
-        ("pri", int64[:]),
-        ("size", int64[:]),
+        ("pos", int64[::1]),
+        ("pri", int64[::1]),
+        ("size", int64[::1]),
     ]
 )
 class BeladyState:
@@ -38,6 +39,7 @@ class BeladyState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.current_next = _INFINITY
         self.heap = np.zeros(max_slots + 1, dtype=np.int64)
         self.heap_size = 0

@@ -21,9 +21,10 @@ from .base import register_policy
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("max_freq", int64),
         ("init_freq", int64),
-        ("freq", int64[:]),
+        ("freq", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
@@ -34,6 +35,7 @@ class ClockState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.max_freq = (1 << n_bit_counter) - 1
         self.init_freq = init_freq
         self.freq = np.zeros(max_slots, dtype=np.int64)

@@ -20,8 +20,9 @@ from .base import register_policy
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("min_freq", int64),
-        ("freq", int64[:]),
+        ("freq", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
@@ -32,6 +33,7 @@ class LFUState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.min_freq = 1
         self.freq = np.zeros(max_slots, dtype=np.int64)
         self.lists = SlotLists(max_slots, 64)

@@ -92,9 +92,10 @@ def miss_ratio_curve(
         raise ValueError("policies must not be empty")
     caps = _capacity_list(capacities)
     keys = _as_keys(keys)
-    sizes = _as_sizes(sizes, keys.shape[0])
+    if sizes is not None:
+        sizes = _as_sizes(sizes, keys.shape[0])
     for pol in pols:  # compile each state type once, before the threads start
-        simulate(keys[:1], pol, 1, sizes=sizes[:1])
+        simulate(keys[:1], pol, 1, sizes=None if sizes is None else sizes[:1])
     jobs = [(i, j) for i in range(len(pols)) for j in range(len(caps))]
     miss = np.zeros((len(pols), len(caps)))
     byte_miss = np.zeros((len(pols), len(caps)))
@@ -226,6 +227,7 @@ def sampled_miss_ratio_curve(
     smallest sampled object), so very small caches are estimated coarsely.
     """
     keys = _as_keys(keys)
+    sizes_given = sizes
     sizes = _as_sizes(sizes, keys.shape[0])
     caps = _capacity_list(capacities)
     mask = sample_keys(keys, rate, seed)
@@ -234,7 +236,9 @@ def sampled_miss_ratio_curve(
     sampled_sizes = sizes[mask]
     floor = int(sampled_sizes.min())
     scaled = [max(floor, int(round(c * rate))) for c in caps]
-    curve = miss_ratio_curve(keys[mask], policies, scaled, sizes=sampled_sizes, workers=workers)
+    curve = miss_ratio_curve(
+        keys[mask], policies, scaled, sizes=None if sizes_given is None else sampled_sizes, workers=workers
+    )
     n_sampled = int(mask.sum())
     request_scale = n_sampled / (rate * keys.shape[0])
     byte_scale = int(sampled_sizes.sum()) / (rate * int(sizes.sum()))

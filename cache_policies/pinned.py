@@ -27,6 +27,7 @@ PINNED = 1
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("pinned", KeyMap.class_type.instance_type),
         ("lists", SlotLists.class_type.instance_type),
     ]
@@ -38,6 +39,7 @@ class PinnedState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.pinned = KeyMap(pinned_keys.shape[0])
         for k in pinned_keys:
             self.pinned.put(k, 1)

@@ -30,13 +30,14 @@ MAIN = 1
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("small_capacity", int64),
         ("main_capacity", int64),
         ("threshold", int64),
         ("has_evicted", boolean),
         ("ghost_hit", boolean),
-        ("freq", int64[:]),
-        ("key_of", int64[:]),
+        ("freq", int64[::1]),
+        ("key_of", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
         ("ghost", KeyList.class_type.instance_type),
     ]
@@ -48,6 +49,7 @@ class S3FIFOState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.small_capacity = small_capacity
         self.main_capacity = capacity - small_capacity
         self.threshold = threshold

@@ -21,8 +21,9 @@ from .base import register_policy
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("hand", int64),
-        ("visited", boolean[:]),
+        ("visited", boolean[::1]),
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
@@ -33,6 +34,7 @@ class SieveState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.hand = NO_SLOT
         self.visited = np.zeros(max_slots, dtype=np.bool_)
         self.lists = SlotLists(max_slots, 1)

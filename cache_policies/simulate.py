@@ -166,7 +166,7 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
     return _next_access(np.ascontiguousarray(ids, dtype=np.int64), int(n_keys))
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, inline="always")
 def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
     if slot < 0 or slot >= resident.shape[0] or not resident[slot]:
         raise RuntimeError("policy evicted a slot that is not resident")
@@ -177,12 +177,10 @@ def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
         n_evicted[i] += 1
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, inline="always")
 def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
-    slot = state.take_evicted()
-    while slot != -1:
-        _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-        slot = state.take_evicted()
+    while state.n_pending > 0:
+        _evict(state.take_evicted(), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
 
 
 @numba.njit(nogil=True)
@@ -193,11 +191,12 @@ def _replay(
     byte_hits = 0
     byte_misses = 0
     use_next = next_access.shape[0] > 0
+    unit = sizes.shape[0] == 0
     use_invalidate = invalidate.shape[0] > 0
     record = outcome.shape[0] > 0
     for i in range(ids.shape[0]):
         slot = ids[i]
-        size = sizes[i]
+        size = 1 if unit else sizes[i]
         if use_invalidate and invalidate[i]:
             if resident[slot]:
                 state.remove(slot)
@@ -303,7 +302,7 @@ def simulate(
     keys = _as_keys(keys)
     n = keys.shape[0]
     unit_sizes = sizes is None
-    sizes = _as_sizes(sizes, n)
+    sizes = np.empty(0, dtype=np.int64) if unit_sizes else _as_sizes(sizes, n)
     ids, n_keys = dense_ids(keys)
     if policy.needs_next_access:
         if next_access is None:
@@ -323,7 +322,7 @@ def simulate(
     n_slots = max(n_keys, 1)
     state = policy.new_state(capacity, n_slots)
     resident = np.zeros(n_slots, dtype=np.bool_)
-    keys_of_slot = np.zeros(n_slots, dtype=np.int64)
+    keys_of_slot = np.zeros(n_slots if record else 0, dtype=np.int64)
     n_log = n if record else 0
     outcome = np.zeros(n_log, dtype=np.int8)
     n_evicted = np.zeros(n_log, dtype=np.int64)

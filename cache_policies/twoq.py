@@ -32,11 +32,12 @@ AM = 1
         ("capacity", int64),
         ("used", int64),
         ("n_resident", int64),
+        ("n_pending", int64),
         ("ain_capacity", int64),
         ("am_capacity", int64),
         ("ghost_hit", boolean),
         ("incoming_size", int64),
-        ("key_of", int64[:]),
+        ("key_of", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
         ("aout", KeyList.class_type.instance_type),
     ]
@@ -48,6 +49,7 @@ class TwoQState:
         self.capacity = capacity
         self.used = 0
         self.n_resident = 0
+        self.n_pending = 0
         self.ain_capacity = ain_capacity
         self.am_capacity = capacity - ain_capacity
         self.ghost_hit = False

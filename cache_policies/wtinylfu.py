@@ -39,11 +39,11 @@ PROTECTED = 2
         ("main_capacity", int64),
         ("probation_capacity", int64),
         ("protected_capacity", int64),
-        ("pending", int64[:]),
+        ("pending", int64[::1]),
         ("n_pending", int64),
         ("main_hits", int64),
         ("decay_period", int64),
-        ("key_of", int64[:]),
+        ("key_of", int64[::1]),
         ("lists", SlotLists.class_type.instance_type),
         ("sketch", FrequencySketch.class_type.instance_type),
     ]
