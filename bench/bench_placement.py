@@ -7,9 +7,11 @@ Reports, side by side in one run:
 * the planned tiers' hit rate (pinned + policy-managed DRAM) against every single
   cache policy given the same bytes (and which policy was best);
 * tier-assignment methods side by side (value per byte, frequency-greedy, uniform split);
-* with ``--store``: the held-out half replayed through a real tierstore store
-  (identity layout, then the co-access layout applied with ``apply_layout``):
-  measured DRAM hit rate and SSD pages per batch against the predicted ones.
+* with ``--store``: the held-out half replayed through a real tierstore store,
+  each layout applied with ``apply_layout``: the best single policy and the
+  planned tiers (pinned rows through the ``pinned`` policy, read once before the
+  replay), each with the identity and the co-access layout; measured DRAM hit
+  rate and SSD pages per batch against the predicted ones.
 
 Traces: ``coaccess`` (this module's generator: rows grouped into hidden clusters,
 each bag draws a Zipf-popular cluster and reads rows of it, plus a share of
