@@ -372,3 +372,16 @@ def test_evaluate_rejects_tables_outside_the_plan():
     plan = pl.make_plan(pl.profile(trace, {"a": (2, 4)}), pl.TierBudgets(0, 8))
     with pytest.raises(KeyError, match="'z'"):
         pl.evaluate(plan, [SparseBatch.from_tables({"z": (np.array([0]), np.array([0, 1]))})])
+
+
+def test_plans_from_sketched_counts_respect_budgets():
+    rng = np.random.default_rng(6)
+    trace = random_trace(rng, {"big": 3000, "small": 50}, 10, 32, 6)
+    prof = pl.profile(trace, {"big": (3000, 16), "small": (50, 64)}, exact_max_rows=1000, sketch_width=256)
+    assert set(prof.sketches) == {"big"} and set(prof.exact_counts) == {"small"}
+    plan = pl.make_plan(prof, pl.TierBudgets(160, 1600))
+    assert plan.assignment.gpu_pinned_bytes <= 160
+    assert plan.assignment.dram_pinned_bytes <= 1600 * 0.8
+    for name, spec in plan.tables.items():
+        pl.check_layout(plan.order[name], spec.num_rows)
+    assert pl.evaluate(plan, trace).batches == 10

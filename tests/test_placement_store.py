@@ -44,7 +44,7 @@ def store_specs(store):
     return {n: pl.TableSpec(n, c.num_rows, c.cached_row_bytes, c.rows_per_page) for n, c in store.tables.items()}
 
 
-@pytest.mark.parametrize("policy", ["lru", "s3fifo"])
+@pytest.mark.parametrize("policy", ["s3fifo"])
 def test_evaluate_predicts_the_store_exactly(tmp_path, policy):
     rng = np.random.default_rng(0)
     tables = {"a": (3000, 8), "b": (1000, 16)}
