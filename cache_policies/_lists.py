@@ -1,29 +1,65 @@
 """Intrusive doubly linked lists over slot ids, shared by every policy.
 
-A slot belongs to at most one list at a time, so all lists of a policy share
-one ``prev``/``next`` pair of arrays and one per-slot ``size`` array; each list
-keeps its head (newest / MRU end), tail (oldest / LRU end), length and bytes.
+All links live in one ``[n_nodes, 2]`` int64 array (``PREV``, ``NEXT`` side by
+side): touching one array per step keeps numba's reference counting off the
+per-request path.  Each list is circular through a sentinel node placed after
+the slots (list ``l`` of ``SlotLists`` uses node ``max_slots + l``), so the
+link updates have no branches; the sentinel's ``NEXT`` is the head (newest /
+MRU end) and its ``PREV`` the tail (oldest / LRU end).  ``dll_*`` are the
+inlined primitives; ``SlotLists`` adds several lists sharing one links array
+(a slot is in at most one list at a time) with per-slot sizes and per-list
+lengths and bytes.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import int64
 from numba.experimental import jitclass
 
 NO_SLOT = -1
+PREV = 0
+NEXT = 1
+
+
+@numba.njit(cache=True)
+def new_links(n_slots, n_lists):
+    """Links for ``n_slots`` slots and ``n_lists`` empty lists (sentinels after the slots)."""
+    links = np.full((n_slots + n_lists, 2), NO_SLOT, dtype=np.int64)
+    for s in range(n_slots, n_slots + n_lists):
+        links[s, PREV] = s
+        links[s, NEXT] = s
+    return links
+
+
+@numba.njit(inline="always")
+def dll_push_head(links, sentinel, slot):
+    """Insert ``slot`` right after ``sentinel`` (at the head)."""
+    h = links[sentinel, NEXT]
+    links[slot, PREV] = sentinel
+    links[slot, NEXT] = h
+    links[h, PREV] = slot
+    links[sentinel, NEXT] = slot
+
+
+@numba.njit(inline="always")
+def dll_unlink(links, slot):
+    """Remove ``slot`` from its list."""
+    p = links[slot, PREV]
+    n = links[slot, NEXT]
+    links[p, NEXT] = n
+    links[n, PREV] = p
 
 
 @jitclass(
     [
-        ("prev", int64[::1]),
-        ("next", int64[::1]),
+        ("links", int64[:, ::1]),
         ("size", int64[::1]),
         ("where", int64[::1]),
-        ("head", int64[::1]),
-        ("tail", int64[::1]),
         ("count", int64[::1]),
         ("nbytes", int64[::1]),
+        ("max_slots", int64),
     ]
 )
 class SlotLists:
@@ -33,45 +69,45 @@ class SlotLists:
     """
 
     def __init__(self, max_slots, n_lists):
-        self.prev = np.full(max_slots, NO_SLOT, dtype=np.int64)
-        self.next = np.full(max_slots, NO_SLOT, dtype=np.int64)
-        self.size = np.zeros(max_slots, dtype=np.int64)
-        self.where = np.full(max_slots, -1, dtype=np.int64)
-        self.head = np.full(n_lists, NO_SLOT, dtype=np.int64)
-        self.tail = np.full(n_lists, NO_SLOT, dtype=np.int64)
+        self.links = new_links(max_slots, n_lists)
+        self.max_slots = max_slots
+        self.size = np.zeros(self.max_slots, dtype=np.int64)
+        self.where = np.full(self.max_slots, -1, dtype=np.int64)
         self.count = np.zeros(n_lists, dtype=np.int64)
         self.nbytes = np.zeros(n_lists, dtype=np.int64)
 
+    def head(self, lst):
+        """Newest slot of ``lst`` (``NO_SLOT`` if empty)."""
+        h = self.links[self.max_slots + lst, NEXT]
+        return NO_SLOT if h >= self.max_slots else h
+
+    def tail(self, lst):
+        """Oldest slot of ``lst`` (``NO_SLOT`` if empty)."""
+        t = self.links[self.max_slots + lst, PREV]
+        return NO_SLOT if t >= self.max_slots else t
+
     def ensure_lists(self, n_lists):
         """Grow to at least ``n_lists`` lists (new ones empty)."""
-        old = self.head.shape[0]
+        old = self.count.shape[0]
         if n_lists <= old:
             return
         n = max(n_lists, 2 * old)
-        head = np.full(n, NO_SLOT, dtype=np.int64)
-        tail = np.full(n, NO_SLOT, dtype=np.int64)
+        links = np.empty((self.max_slots + n, 2), dtype=np.int64)
+        links[: self.max_slots + old] = self.links
+        for s in range(self.max_slots + old, self.max_slots + n):
+            links[s, PREV] = s
+            links[s, NEXT] = s
         count = np.zeros(n, dtype=np.int64)
         nbytes = np.zeros(n, dtype=np.int64)
-        head[:old] = self.head
-        tail[:old] = self.tail
         count[:old] = self.count
         nbytes[:old] = self.nbytes
-        self.head = head
-        self.tail = tail
+        self.links = links
         self.count = count
         self.nbytes = nbytes
 
     def push_head(self, lst, slot, size):
         """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
-        prev = self.prev
-        h = self.head[lst]
-        prev[slot] = NO_SLOT
-        self.next[slot] = h
-        if h != NO_SLOT:
-            prev[h] = slot
-        else:
-            self.tail[lst] = slot
-        self.head[lst] = slot
+        dll_push_head(self.links, self.max_slots + lst, slot)
         self.size[slot] = size
         self.where[slot] = lst
         self.count[lst] += 1
@@ -79,19 +115,8 @@ class SlotLists:
 
     def unlink(self, slot):
         """Remove ``slot`` from its list; return the list it was in."""
-        prev = self.prev
-        nxt = self.next
+        dll_unlink(self.links, slot)
         lst = self.where[slot]
-        p = prev[slot]
-        n = nxt[slot]
-        if p != NO_SLOT:
-            nxt[p] = n
-        else:
-            self.head[lst] = n
-        if n != NO_SLOT:
-            prev[n] = p
-        else:
-            self.tail[lst] = p
         self.where[slot] = -1
         self.count[lst] -= 1
         self.nbytes[lst] -= self.size[slot]
@@ -99,30 +124,10 @@ class SlotLists:
 
     def move_to_head(self, lst, slot):
         """Move ``slot`` (in any list) to the head of ``lst``."""
-        head = self.head
-        if head[lst] == slot:
-            return
-        prev = self.prev
-        nxt = self.next
+        links = self.links
+        dll_unlink(links, slot)
+        dll_push_head(links, self.max_slots + lst, slot)
         old = self.where[slot]
-        p = prev[slot]
-        n = nxt[slot]
-        if p != NO_SLOT:
-            nxt[p] = n
-        else:
-            head[old] = n
-        if n != NO_SLOT:
-            prev[n] = p
-        else:
-            self.tail[old] = p
-        h = head[lst]
-        prev[slot] = NO_SLOT
-        nxt[slot] = h
-        if h != NO_SLOT:
-            prev[h] = slot
-        else:
-            self.tail[lst] = slot
-        head[lst] = slot
         if old != lst:
             size = self.size[slot]
             self.where[slot] = lst
@@ -133,7 +138,7 @@ class SlotLists:
 
     def pop_tail(self, lst):
         """Unlink and return the tail of ``lst`` (``NO_SLOT`` if empty)."""
-        t = self.tail[lst]
+        t = self.tail(lst)
         if t != NO_SLOT:
             self.unlink(t)
         return t

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._lists import SlotLists
+from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_links
 
 
 @jitclass(
@@ -15,7 +16,9 @@ from ._lists import SlotLists
         ("n_resident", int64),
         ("n_pending", int64),
         ("promote_on_hit", boolean),
-        ("lists", SlotLists.class_type.instance_type),
+        ("sentinel", int64),
+        ("links", int64[:, ::1]),
+        ("size", int64[::1]),
     ]
 )
 class SingleListState:
@@ -30,29 +33,37 @@ class SingleListState:
         self.n_resident = 0
         self.n_pending = 0
         self.promote_on_hit = promote_on_hit
-        self.lists = SlotLists(max_slots, 1)
+        self.sentinel = max_slots
+        self.links = new_links(max_slots, 1)
+        self.size = np.zeros(max_slots, dtype=np.int64)
 
     def admit(self, key, size):
         return size <= self.capacity
 
     def victim(self):
-        slot = self.lists.pop_tail(0)
-        self.used -= self.lists.size[slot]
+        links = self.links
+        slot = links[self.sentinel, PREV]
+        dll_unlink(links, slot)
+        self.used -= self.size[slot]
         self.n_resident -= 1
         return slot
 
     def on_insert(self, slot, key, size):
-        self.lists.push_head(0, slot, size)
+        dll_push_head(self.links, self.sentinel, slot)
+        self.size[slot] = size
         self.used += size
         self.n_resident += 1
 
     def on_hit(self, slot):
         if self.promote_on_hit:
-            self.lists.move_to_head(0, slot)
+            links = self.links
+            if links[self.sentinel, NEXT] != slot:
+                dll_unlink(links, slot)
+                dll_push_head(links, self.sentinel, slot)
 
     def remove(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        dll_unlink(self.links, slot)
+        self.used -= self.size[slot]
         self.n_resident -= 1
 
     def take_evicted(self):

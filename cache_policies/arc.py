@@ -80,10 +80,10 @@ class ARCState:
         t1 = lists.nbytes[T1]
         from_t1 = t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == HIT_B2))
         if from_t1 or lists.nbytes[T2] == 0:
-            slot = lists.tail[T1]
+            slot = lists.tail(T1)
             self.b1.push(self.key_of[slot], lists.size[slot])
         else:
-            slot = lists.tail[T2]
+            slot = lists.tail(T2)
             self.b2.push(self.key_of[slot], lists.size[slot])
         self._drop(slot)
         return slot
@@ -97,7 +97,7 @@ class ARCState:
             if self.b1.used > 0:
                 self.b1.pop_oldest()
                 return self._replace()
-            slot = lists.tail[T1]
+            slot = lists.tail(T1)
             self._drop(slot)
             return slot
         if t1 + self.b1.used + lists.nbytes[T2] + self.b2.used >= 2 * self.capacity and self.b2.used > 0:

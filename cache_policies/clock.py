@@ -46,11 +46,11 @@ class ClockState:
 
     def victim(self):
         lists = self.lists
-        slot = lists.tail[0]
+        slot = lists.tail(0)
         while self.freq[slot] >= 1:
             self.freq[slot] -= 1
             lists.move_to_head(0, slot)
-            slot = lists.tail[0]
+            slot = lists.tail(0)
         lists.unlink(slot)
         self.used -= lists.size[slot]
         self.n_resident -= 1

@@ -69,7 +69,7 @@ class S3FIFOState:
     def _evict_main(self):
         lists = self.lists
         while True:
-            slot = lists.tail[MAIN]
+            slot = lists.tail(MAIN)
             f = self.freq[slot]
             if f >= 1:
                 self.freq[slot] = min(f, 3) - 1
@@ -86,7 +86,7 @@ class S3FIFOState:
                 break
             slot = -1
             while lists.count[SMALL] > 0:
-                s = lists.tail[SMALL]
+                s = lists.tail(SMALL)
                 if self.freq[s] >= self.threshold:
                     self.freq[s] = 0
                     lists.move_to_head(MAIN, s)

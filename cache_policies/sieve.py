@@ -12,7 +12,7 @@ import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._lists import NO_SLOT, SlotLists
+from ._lists import NO_SLOT, PREV, dll_push_head, dll_unlink, new_links
 from .base import register_policy
 
 
@@ -23,12 +23,14 @@ from .base import register_policy
         ("n_resident", int64),
         ("n_pending", int64),
         ("hand", int64),
+        ("sentinel", int64),
         ("visited", boolean[::1]),
-        ("lists", SlotLists.class_type.instance_type),
+        ("links", int64[:, ::1]),
+        ("size", int64[::1]),
     ]
 )
 class SieveState:
-    """SIEVE state over slots ``[0, max_slots)``."""
+    """SIEVE state over slots ``[0, max_slots)``; ``hand == NO_SLOT`` means the tail."""
 
     def __init__(self, capacity, max_slots):
         self.capacity = capacity
@@ -36,29 +38,40 @@ class SieveState:
         self.n_resident = 0
         self.n_pending = 0
         self.hand = NO_SLOT
+        self.sentinel = max_slots
         self.visited = np.zeros(max_slots, dtype=np.bool_)
-        self.lists = SlotLists(max_slots, 1)
+        self.links = new_links(max_slots, 1)
+        self.size = np.zeros(max_slots, dtype=np.int64)
 
     def admit(self, key, size):
         return size <= self.capacity
 
+    def _toward_head(self, slot):
+        """The slot newer than ``slot``, wrapping from the head to the tail."""
+        links = self.links
+        nxt = links[slot, PREV]
+        if nxt == self.sentinel:
+            nxt = links[self.sentinel, PREV]
+        return nxt
+
     def victim(self):
-        lists = self.lists
-        slot = self.hand if self.hand != NO_SLOT else lists.tail[0]
-        while self.visited[slot]:
-            self.visited[slot] = False
-            slot = lists.prev[slot]
-            if slot == NO_SLOT:
-                slot = lists.tail[0]
-        self.hand = lists.prev[slot]
-        lists.unlink(slot)
-        self.used -= lists.size[slot]
+        links = self.links
+        visited = self.visited
+        slot = self.hand if self.hand != NO_SLOT else links[self.sentinel, PREV]
+        while visited[slot]:
+            visited[slot] = False
+            slot = self._toward_head(slot)
+        newer = links[slot, PREV]
+        self.hand = NO_SLOT if newer == self.sentinel else newer
+        dll_unlink(links, slot)
+        self.used -= self.size[slot]
         self.n_resident -= 1
         return slot
 
     def on_insert(self, slot, key, size):
         self.visited[slot] = False
-        self.lists.push_head(0, slot, size)
+        dll_push_head(self.links, self.sentinel, slot)
+        self.size[slot] = size
         self.used += size
         self.n_resident += 1
 
@@ -67,9 +80,10 @@ class SieveState:
 
     def remove(self, slot):
         if self.hand == slot:
-            self.hand = self.lists.prev[slot]
-        self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+            newer = self.links[slot, PREV]
+            self.hand = NO_SLOT if newer == self.sentinel else newer
+        dll_unlink(self.links, slot)
+        self.used -= self.size[slot]
         self.n_resident -= 1
 
     def take_evicted(self):

@@ -112,11 +112,10 @@ class SimResult:
 
 @numba.njit(cache=True)
 def _dense_ids(keys):
-    """Map keys to ids ``0..n-1`` in order of first appearance."""
+    """Map keys to ids ``0..n-1`` in order of first appearance (open addressing,
+    table doubled at half load, so it stays as small as the key space)."""
     n = keys.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
+    size = 1024
     mask = size - 1
     table_keys = np.empty(size, dtype=np.int64)
     table_ids = np.full(size, -1, dtype=np.int64)
@@ -128,11 +127,29 @@ def _dense_ids(keys):
         j = (h ^ (h >> 29)) & mask
         while table_ids[j] != -1 and table_keys[j] != k:
             j = (j + 1) & mask
-        if table_ids[j] == -1:
-            table_keys[j] = k
-            table_ids[j] = n_ids
-            n_ids += 1
-        out[i] = table_ids[j]
+        if table_ids[j] != -1:
+            out[i] = table_ids[j]
+            continue
+        table_keys[j] = k
+        table_ids[j] = n_ids
+        out[i] = n_ids
+        n_ids += 1
+        if 2 * n_ids > size:
+            old_keys = table_keys
+            old_ids = table_ids
+            size *= 2
+            mask = size - 1
+            table_keys = np.empty(size, dtype=np.int64)
+            table_ids = np.full(size, -1, dtype=np.int64)
+            for t in range(old_ids.shape[0]):
+                if old_ids[t] != -1:
+                    kk = old_keys[t]
+                    hh = kk * np.int64(-7046029254386353131)
+                    jj = (hh ^ (hh >> 29)) & mask
+                    while table_ids[jj] != -1:
+                        jj = (jj + 1) & mask
+                    table_keys[jj] = kk
+                    table_ids[jj] = old_ids[t]
     return out, n_ids
 
 

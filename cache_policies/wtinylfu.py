@@ -85,8 +85,8 @@ class WTinyLFUState:
 
     def _main_victim(self):
         if self.lists.count[PROBATION] > 0:
-            return self.lists.tail[PROBATION]
-        return self.lists.tail[PROTECTED]
+            return self.lists.tail(PROBATION)
+        return self.lists.tail(PROTECTED)
 
     def _leave(self, slot):
         self.lists.unlink(slot)
@@ -97,7 +97,7 @@ class WTinyLFUState:
     def victim(self):
         lists = self.lists
         while lists.count[WINDOW] > 0:
-            candidate = lists.tail[WINDOW]
+            candidate = lists.tail(WINDOW)
             key = self.key_of[candidate]
             if self._main_bytes() + lists.size[candidate] <= self.main_capacity:
                 self._enter_main(candidate)
@@ -136,9 +136,9 @@ class WTinyLFUState:
             return
         lists.move_to_head(PROTECTED, slot)
         while lists.nbytes[PROTECTED] > self.protected_capacity:
-            lists.move_to_head(PROBATION, lists.tail[PROTECTED])
+            lists.move_to_head(PROBATION, lists.tail(PROTECTED))
             while lists.nbytes[PROBATION] > self.probation_capacity:
-                self.pending[self.n_pending] = self._leave(lists.tail[PROBATION])
+                self.pending[self.n_pending] = self._leave(lists.tail(PROBATION))
                 self.n_pending += 1
 
     def remove(self, slot):
