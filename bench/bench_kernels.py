@@ -11,6 +11,14 @@ ratios.  It also times ``unique_inverse`` on each batch's indices.
 
 Run: ``python -m bench.bench_kernels --rows 4000000 --dim 64 --batches 20``.
 Prints one line per figure and a final JSON line that embeds the configuration.
+
+``--threading-layer`` picks Numba's thread pool (``default`` leaves Numba's own
+choice, ``NUMBA_THREADING_LAYER`` included).  Numba's ``omp`` pool (the system
+libgomp) and torch's bundled libgomp are two OpenMP runtimes in one process whose
+idle workers spin; on a machine with more runnable threads than cores that
+spinning takes the cores from whichever side is running (``OMP_WAIT_POLICY=PASSIVE``
+stops it for both).  ``workqueue`` does not spin, but it refuses parallel calls
+from two Python threads at once.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from tierstore.config import JsonConfig
 from tierstore.kernels import MODE_NAMES, aligned_empty, pool_rows, unique_inverse
 
 MODES = {name: code for code, name in MODE_NAMES.items()}
+THREADING_LAYERS = ("default", "omp", "workqueue", "tbb")
 NO_ROWS = np.empty((0, 1), dtype=np.float32)
 
 
@@ -45,10 +54,13 @@ class KernelBenchConfig(JsonConfig):
     zipf: float = 1.05
     mode: str = "sum"
     seed: int = 0
+    threading_layer: str = "default"
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        if self.threading_layer not in THREADING_LAYERS:
+            raise ValueError(f"threading_layer must be one of {THREADING_LAYERS}, got {self.threading_layer!r}")
         for name in ("rows", "dim", "bags", "pooling", "threads", "batches", "repeats"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -142,6 +154,8 @@ def run(config: KernelBenchConfig) -> dict:
     """Build the table and index streams, run both distributions, return the results."""
     import torch
 
+    if config.threading_layer != "default":
+        numba.config.THREADING_LAYER = config.threading_layer
     numba.set_num_threads(config.threads)
     torch.set_num_threads(config.threads)
     table = make_table(config.rows, config.dim, config.seed)
