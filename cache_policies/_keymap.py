@@ -73,12 +73,17 @@ class KeyMap:
             self._grow()
 
     def remove(self, key):
-        """Delete ``key``; return whether it was present."""
+        """Delete ``key``; return whether it was present (values are never ``EMPTY_KEY``)."""
+        return self.pop(key, EMPTY_KEY) != EMPTY_KEY
+
+    def pop(self, key, default):
+        """Delete ``key`` and return its value (``default`` if absent)."""
         table = self.table
         mask = self.mask
         i = self._find(key)
         if table[i, KEY] != key:
-            return False
+            return default
+        value = table[i, VAL]
         j = i
         while True:
             j = (j + 1) & mask
@@ -99,7 +104,7 @@ class KeyMap:
             i = j
         table[i, KEY] = EMPTY_KEY
         self.size -= 1
-        return True
+        return value
 
     def _grow(self):
         old = self.table
@@ -252,10 +257,9 @@ class KeyList:
 
     def remove(self, key):
         """Forget ``key``; return whether it was present."""
-        node = self.index.get(key, -1)
+        node = self.index.pop(key, -1)
         if node == -1:
             return False
-        self.index.remove(key)
         self._unlink(node)
         return True
 

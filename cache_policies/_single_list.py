@@ -7,6 +7,7 @@ from numba import boolean, int64
 from numba.experimental import jitclass
 
 from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_links
+from .base import protocol_defaults
 
 
 @jitclass(
@@ -21,6 +22,7 @@ from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_links
         ("size", int64[::1]),
     ]
 )
+@protocol_defaults
 class SingleListState:
     """Objects in one list; inserts at the head, victims from the tail.
 
@@ -65,9 +67,3 @@ class SingleListState:
         dll_unlink(self.links, slot)
         self.used -= self.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass

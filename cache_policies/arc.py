@@ -16,7 +16,7 @@ from numba.experimental import jitclass
 
 from ._keymap import KeyList
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 T1 = 0
 T2 = 1
@@ -40,6 +40,7 @@ HIT_B2 = 2
         ("b2", KeyList.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class ARCState:
     """ARC state over slots ``[0, max_slots)``."""
 
@@ -119,12 +120,6 @@ class ARCState:
 
     def remove(self, slot):
         self._drop(slot)
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy("arc", {}, "adaptive replacement cache")

@@ -51,6 +51,24 @@ class PolicySpec:
 _REGISTRY: dict[str, PolicySpec] = {}
 
 
+def _no_evicted(self):
+    return -1
+
+
+def _ignore_next_access(self, next_vtime):
+    pass
+
+
+def protocol_defaults(cls):
+    """Give a state class (before ``jitclass``) the protocol methods most
+    policies leave trivial: ``take_evicted`` (nothing pending) and
+    ``set_next_access`` (ignored)."""
+    for name, method in (("take_evicted", _no_evicted), ("set_next_access", _ignore_next_access)):
+        if name not in cls.__dict__:
+            setattr(cls, name, method)
+    return cls
+
+
 def register_policy(name: str, defaults: dict[str, Any], summary: str, needs_next_access: bool = False):
     """Decorator registering ``build(capacity, max_slots, **params) -> state`` under ``name``."""
 

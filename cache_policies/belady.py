@@ -13,7 +13,7 @@ import numpy as np
 from numba import int64
 from numba.experimental import jitclass
 
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 _INFINITY = np.iinfo(np.int64).max
 
@@ -32,6 +32,7 @@ _INFINITY = np.iinfo(np.int64).max
         ("size", int64[::1]),
     ]
 )
+@protocol_defaults
 class BeladyState:
     """Belady state over slots ``[0, max_slots)``; ``heap`` is 1-based."""
 
@@ -120,9 +121,6 @@ class BeladyState:
         self._delete_at(self.pos[slot])
         self.used -= self.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
 
     def set_next_access(self, next_vtime):
         self.current_next = next_vtime if next_vtime >= 0 else _INFINITY

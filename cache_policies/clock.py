@@ -13,7 +13,7 @@ from numba import int64
 from numba.experimental import jitclass
 
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 
 @jitclass(
@@ -28,6 +28,7 @@ from .base import register_policy
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class ClockState:
     """CLOCK state over slots ``[0, max_slots)``."""
 
@@ -70,12 +71,6 @@ class ClockState:
         self.lists.unlink(slot)
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy("clock", {"n_bit_counter": 1, "init_freq": 0}, "FIFO with n-bit reference counters")

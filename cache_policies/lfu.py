@@ -12,7 +12,7 @@ from numba import int64
 from numba.experimental import jitclass
 
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 
 @jitclass(
@@ -26,6 +26,7 @@ from .base import register_policy
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class LFUState:
     """LFU state over slots ``[0, max_slots)``; list ``f`` is frequency bucket ``f``."""
 
@@ -69,12 +70,6 @@ class LFUState:
         self.lists.unlink(slot)
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy("lfu", {}, "least frequently used, FIFO among equal counts")

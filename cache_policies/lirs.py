@@ -26,7 +26,7 @@ from numba import boolean, int64
 from numba.experimental import jitclass
 
 from ._keymap import EMPTY_KEY, KeyList, KeyMap
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 LIR = 1
 RESIDENT = 2
@@ -55,6 +55,7 @@ NONRESIDENT_HIR = 0
         ("ghosts", KeyList.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class LIRSState:
     """LIRS state over slots ``[0, max_slots)``; tags of ``stack`` entries are
     ``LIR | RESIDENT`` bits, ``ghosts`` lists the non-resident HIR keys of S."""
@@ -270,9 +271,6 @@ class LIRSState:
             self.used -= size
         if self.slot_of.remove(key):
             self.n_resident -= 1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy(

@@ -16,7 +16,7 @@ from numba.experimental import jitclass
 
 from ._keymap import KeyMap
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 DYNAMIC = 0
 PINNED = 1
@@ -32,6 +32,7 @@ PINNED = 1
         ("lists", SlotLists.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class PinnedState:
     """Pinned keys in list ``PINNED`` (never evicted), LRU over list ``DYNAMIC``."""
 
@@ -67,12 +68,6 @@ class PinnedState:
         self.lists.unlink(slot)
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 def top_keys(keys, n: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from numba.experimental import jitclass
 
 from ._keymap import KeyList
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 SMALL = 0
 MAIN = 1
@@ -42,6 +42,7 @@ MAIN = 1
         ("ghost", KeyList.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class S3FIFOState:
     """S3-FIFO state over slots ``[0, max_slots)``."""
 
@@ -120,12 +121,6 @@ class S3FIFOState:
         self.lists.unlink(slot)
         self.used -= self.lists.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy(

@@ -13,7 +13,7 @@ from numba import boolean, int64
 from numba.experimental import jitclass
 
 from ._lists import NO_SLOT, PREV, dll_push_head, dll_unlink, new_links
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 
 @jitclass(
@@ -29,6 +29,7 @@ from .base import register_policy
         ("size", int64[::1]),
     ]
 )
+@protocol_defaults
 class SieveState:
     """SIEVE state over slots ``[0, max_slots)``; ``hand == NO_SLOT`` means the tail."""
 
@@ -85,12 +86,6 @@ class SieveState:
         dll_unlink(self.links, slot)
         self.used -= self.size[slot]
         self.n_resident -= 1
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy("sieve", {}, "SIEVE (FIFO with visited bit and hand)")

@@ -21,7 +21,7 @@ from numba.experimental import jitclass
 
 from ._keymap import KeyList
 from ._lists import SlotLists
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 AIN = 0
 AM = 1
@@ -42,6 +42,7 @@ AM = 1
         ("aout", KeyList.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class TwoQState:
     """2Q state over slots ``[0, max_slots)``."""
 
@@ -106,12 +107,6 @@ class TwoQState:
         self.lists.unlink(slot)
         self.n_resident -= 1
         self._update_used()
-
-    def take_evicted(self):
-        return -1
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy("twoq", {"ain_size_ratio": 0.25, "aout_size_ratio": 0.5}, "2Q (FIFO Ain, ghost Aout, LRU Am)")

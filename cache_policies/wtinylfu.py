@@ -23,7 +23,7 @@ from numba.experimental import jitclass
 
 from ._lists import SlotLists
 from ._sketch import FrequencySketch, new_sketch
-from .base import register_policy
+from .base import protocol_defaults, register_policy
 
 WINDOW = 0
 PROBATION = 1
@@ -48,6 +48,7 @@ PROTECTED = 2
         ("sketch", FrequencySketch.class_type.instance_type),
     ]
 )
+@protocol_defaults
 class WTinyLFUState:
     """W-TinyLFU state over slots ``[0, max_slots)``."""
 
@@ -149,9 +150,6 @@ class WTinyLFUState:
             return -1
         self.n_pending -= 1
         return self.pending[self.n_pending]
-
-    def set_next_access(self, next_vtime):
-        pass
 
 
 @register_policy(
