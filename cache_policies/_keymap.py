@@ -13,6 +13,7 @@ reserved.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import int64
 from numba.experimental import jitclass
@@ -23,7 +24,70 @@ KEY = 0
 VAL = 1
 
 
-@jitclass([("table", int64[:, ::1]), ("mask", int64), ("size", int64)])
+@numba.njit(inline="always")
+def _slot_for(table, key):
+    """Index of ``key`` in ``table``, or of the empty entry where it would go."""
+    mask = table.shape[0] - 1
+    h = key * _FIB
+    i = (h ^ (h >> 29)) & mask
+    while True:
+        k = table[i, KEY]
+        if k == key or k == EMPTY_KEY:
+            return i
+        i = (i + 1) & mask
+
+
+@numba.njit(inline="always")
+def _delete_at(table, i):
+    """Empty entry ``i``, shifting later entries of its probe run back."""
+    mask = table.shape[0] - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        kj = table[j, KEY]
+        if kj == EMPTY_KEY:
+            break
+        h = kj * _FIB
+        home = (h ^ (h >> 29)) & mask
+        # keep kj where it is if its home lies cyclically in (i, j]
+        if i <= j:
+            stays = i < home <= j
+        else:
+            stays = home > i or home <= j
+        if stays:
+            continue
+        table[i, KEY] = kj
+        table[i, VAL] = table[j, VAL]
+        i = j
+    table[i, KEY] = EMPTY_KEY
+
+
+@numba.njit(cache=True)
+def new_table(n_expected):
+    """An empty hash table for about ``n_expected`` keys."""
+    n = 16
+    while n < 2 * n_expected:
+        n *= 2
+    table = np.zeros((n, 2), dtype=np.int64)
+    table[:, KEY] = EMPTY_KEY
+    return table
+
+
+@numba.njit(cache=True)
+def grown_table(table):
+    """``table`` rehashed into twice the entries."""
+    bigger = np.zeros((2 * table.shape[0], 2), dtype=np.int64)
+    bigger[:, KEY] = EMPTY_KEY
+    for t in range(table.shape[0]):
+        k = table[t, KEY]
+        if k != EMPTY_KEY:
+            i = _slot_for(bigger, k)
+            bigger[i, KEY] = k
+            bigger[i, VAL] = table[t, VAL]
+    return bigger
+
+
+@jitclass([("table", int64[:, ::1]), ("size", int64)])
 class KeyMap:
     """int64 -> int64 open-addressing hash map; ``table[i] = (key, value)``.
 
@@ -34,90 +98,39 @@ class KeyMap:
     """
 
     def __init__(self, n_expected):
-        n = 16
-        while n < 2 * n_expected:
-            n *= 2
-        self.table = np.zeros((n, 2), dtype=np.int64)
-        self.table[:, KEY] = EMPTY_KEY
-        self.mask = n - 1
+        self.table = new_table(n_expected)
         self.size = 0
 
-    def _find(self, key):
-        table = self.table
-        mask = self.mask
-        h = key * _FIB
-        i = (h ^ (h >> 29)) & mask
-        while True:
-            k = table[i, KEY]
-            if k == key or k == EMPTY_KEY:
-                return i
-            i = (i + 1) & mask
-
     def contains(self, key):
-        return self.table[self._find(key), KEY] == key
+        table = self.table
+        return table[_slot_for(table, key), KEY] == key
 
     def get(self, key, default):
-        i = self._find(key)
-        if self.table[i, KEY] == key:
-            return self.table[i, VAL]
+        table = self.table
+        i = _slot_for(table, key)
+        if table[i, KEY] == key:
+            return table[i, VAL]
         return default
 
     def put(self, key, val):
         table = self.table
-        i = self._find(key)
+        i = _slot_for(table, key)
         if table[i, KEY] != key:
             table[i, KEY] = key
             self.size += 1
         table[i, VAL] = val
-        if 2 * self.size > self.mask + 1:
-            self._grow()
+        if 2 * self.size > table.shape[0]:
+            self.table = grown_table(table)
 
     def remove(self, key):
-        """Delete ``key``; return whether it was present (values are never ``EMPTY_KEY``)."""
-        return self.pop(key, EMPTY_KEY) != EMPTY_KEY
-
-    def pop(self, key, default):
-        """Delete ``key`` and return its value (``default`` if absent)."""
+        """Delete ``key``; return whether it was present."""
         table = self.table
-        mask = self.mask
-        i = self._find(key)
+        i = _slot_for(table, key)
         if table[i, KEY] != key:
-            return default
-        value = table[i, VAL]
-        j = i
-        while True:
-            j = (j + 1) & mask
-            kj = table[j, KEY]
-            if kj == EMPTY_KEY:
-                break
-            h = kj * _FIB
-            home = (h ^ (h >> 29)) & mask
-            # keep kj where it is if its home lies cyclically in (i, j]
-            if i <= j:
-                stays = i < home <= j
-            else:
-                stays = home > i or home <= j
-            if stays:
-                continue
-            table[i, KEY] = kj
-            table[i, VAL] = table[j, VAL]
-            i = j
-        table[i, KEY] = EMPTY_KEY
+            return False
+        _delete_at(table, i)
         self.size -= 1
-        return value
-
-    def _grow(self):
-        old = self.table
-        n = 2 * old.shape[0]
-        self.table = np.zeros((n, 2), dtype=np.int64)
-        self.table[:, KEY] = EMPTY_KEY
-        self.mask = n - 1
-        for t in range(old.shape[0]):
-            k = old[t, KEY]
-            if k != EMPTY_KEY:
-                i = self._find(k)
-                self.table[i, KEY] = k
-                self.table[i, VAL] = old[t, VAL]
+        return True
 
 
 # KeyList node fields
@@ -130,7 +143,7 @@ N_NEXT = 4
 
 @jitclass(
     [
-        ("index", KeyMap.class_type.instance_type),
+        ("table", int64[:, ::1]),
         ("nodes", int64[:, ::1]),
         ("free", int64),
         ("newest", int64),
@@ -155,7 +168,7 @@ class KeyList:
 
     def __init__(self, capacity, n_expected):
         n = max(n_expected, 16)
-        self.index = KeyMap(n)
+        self.table = new_table(n)
         self.nodes = np.zeros((n, 5), dtype=np.int64)
         for i in range(n):
             self.nodes[i, N_NEXT] = i + 1
@@ -168,7 +181,14 @@ class KeyList:
         self.capacity = capacity
 
     def contains(self, key):
-        return self.index.contains(key)
+        table = self.table
+        return table[_slot_for(table, key), KEY] == key
+
+    def _node(self, key):
+        """Node of ``key`` (``-1`` if absent)."""
+        table = self.table
+        i = _slot_for(table, key)
+        return table[i, VAL] if table[i, KEY] == key else -1
 
     def _alloc(self):
         if self.free == -1:
@@ -199,9 +219,14 @@ class KeyList:
         nodes[node, N_SIZE] = size
         nodes[node, N_TAG] = 0
         self._link_newest(node)
-        self.index.put(key, node)
+        table = self.table
+        i = _slot_for(table, key)
+        table[i, KEY] = key
+        table[i, VAL] = node
         self.count += 1
         self.used += size
+        if 2 * self.count > table.shape[0]:
+            self.table = grown_table(table)
 
     def _link_newest(self, node):
         nodes = self.nodes
@@ -228,19 +253,19 @@ class KeyList:
 
     def move_to_newest(self, key):
         """Make ``key`` (present) the newest entry."""
-        node = self.index.get(key, -1)
+        node = self._node(key)
         if node != self.newest:
             self._detach(node)
             self._link_newest(node)
 
     def size_of(self, key):
-        return self.nodes[self.index.get(key, -1), N_SIZE]
+        return self.nodes[self._node(key), N_SIZE]
 
     def tag(self, key):
-        return self.nodes[self.index.get(key, -1), N_TAG]
+        return self.nodes[self._node(key), N_TAG]
 
     def set_tag(self, key, tag):
-        self.nodes[self.index.get(key, -1), N_TAG] = tag
+        self.nodes[self._node(key), N_TAG] = tag
 
     def oldest_key(self):
         """Key of the oldest entry (``EMPTY_KEY`` if empty)."""
@@ -257,9 +282,12 @@ class KeyList:
 
     def remove(self, key):
         """Forget ``key``; return whether it was present."""
-        node = self.index.pop(key, -1)
-        if node == -1:
+        table = self.table
+        i = _slot_for(table, key)
+        if table[i, KEY] != key:
             return False
+        node = table[i, VAL]
+        _delete_at(table, i)
         self._unlink(node)
         return True
 
@@ -269,6 +297,7 @@ class KeyList:
         if node == -1:
             return EMPTY_KEY
         key = self.nodes[node, N_KEY]
-        self.index.remove(key)
+        table = self.table
+        _delete_at(table, _slot_for(table, key))
         self._unlink(node)
         return key
