@@ -306,3 +306,20 @@ def test_every_registered_policy_drives_the_dram_tier(tmp_path):
             stats = store.stats()
             assert stats["dram"]["bytes_used"] <= stats["dram"]["budget_bytes"]
             assert stats["dram"]["hits"] > 0, name
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16"])
+def test_update_and_layout_rewrite_keep_other_rows_bit_exact(tmp_path, dtype):
+    rng = np.random.default_rng(6)
+    values = rng.standard_normal((60, 12)).astype(np.float32)
+    path = make_store(tmp_path, {TableConfig("t", 60, 12, dtype, rows_per_page=8): values})
+    with tierstore.open(path, readonly=False, dram_cache_bytes=12 * 4 * 60) as store:
+        before = store.get_rows("t", np.arange(60))
+        new = rng.standard_normal((2, 12)).astype(np.float32)
+        store.update_rows("t", [9, 10], new)
+        after = store.get_rows("t", np.arange(60))
+        untouched = np.setdiff1d(np.arange(60), [9, 10])
+        np.testing.assert_array_equal(after[untouched], before[untouched])
+        np.testing.assert_array_equal(after[[9, 10]], stored_values(new, dtype))
+        store.apply_layout({"t": rng.permutation(60)}, progress=False)
+        np.testing.assert_array_equal(store.get_rows("t", np.arange(60)), after)

@@ -9,6 +9,10 @@ probe, 4 bytes of DRAM per table row (see ARCHITECTURE.md for the choice).
 When the budget covers every row of the tier's tables the tier is a *mirror*:
 slot = row, nothing is ever evicted, and once a table is fully resident lookups
 skip the probe and the policy altogether.
+
+Functions that take the policy state are not cached on disk: numba keys jitclass
+types by object identity, so a disk cache could hand back code compiled against an
+older policy class.
 """
 
 from __future__ import annotations
@@ -22,16 +26,20 @@ from tierstore.kernels import aligned_empty
 
 @numba.njit(nogil=True, cache=True)
 def _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    """Forget slot ``s`` (its row is no longer cached) and return it to its table's free stack."""
+    """Forget slot ``s`` (its row is no longer cached) and return it to its table's free stack.
+
+    A table whose ``free_top`` is -1 is mirrored (slot = row) and keeps no free stack.
+    """
     row2slot[slot_key[s]] = -1
     slot_key[s] = -1
     t = slot_table[s]
-    free_stack[slot_base[t] + free_top[t]] = s
-    free_top[t] += 1
+    if free_top[t] >= 0:
+        free_stack[slot_base[t] + free_top[t]] = s
+        free_top[t] += 1
     resident[t] -= 1
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
     """Release the slots the policy evicted on its own (``take_evicted``)."""
     s = state.take_evicted()
@@ -40,7 +48,7 @@ def _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_to
         s = state.take_evicted()
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _touch(state, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
     """Tell the policy about hits (one call per distinct hit slot of a batch)."""
     for i in range(slots.size):
@@ -48,7 +56,7 @@ def _touch(state, slots, row2slot, slot_key, slot_table, slot_base, free_stack, 
         _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_key, slot_table, slot_base,
            free_stack, free_top, resident):
     """Offer missed rows to the policy; evict as it says and copy admitted rows into the slab.
@@ -84,7 +92,7 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
     return admitted
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def _invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
     for i in range(keys.size):
         s = row2slot[keys[i]]
@@ -127,7 +135,7 @@ class DramTier:
         self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
         self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
         self.free_stack = np.concatenate([np.arange(s, dtype=np.int64)[::-1] + b for s, b in zip(slots, self.slot_base)])
-        self.free_top = slots.astype(np.int64).copy()
+        self.free_top = np.full(len(tables), -1, dtype=np.int64) if self.mirror else slots.astype(np.int64).copy()
         self.resident = np.zeros(len(tables), dtype=np.int64)
         self.state = self.policy.new_state(self.budget_bytes, max(total_slots, 1))
 
@@ -157,13 +165,6 @@ class DramTier:
             _admit(self.state, rows + self.key_base[t], values, int(self.row_bytes[t]), t, self.slabs[t], self.mirror,
                    self.key_base, *self._index_args())
         )
-
-    def overwrite(self, table: str, rows: np.ndarray, values: np.ndarray) -> None:
-        """Write new values for rows that are cached (row updates are write-through)."""
-        t = self.position[table]
-        slots = self.row2slot[rows + self.key_base[t]].astype(np.int64)
-        cached = slots >= 0
-        self.slabs[t][slots[cached] - self.slot_base[t]] = values[cached]
 
     def invalidate(self, table: str, rows: np.ndarray) -> None:
         """Drop ``rows`` of ``table`` from the cache."""

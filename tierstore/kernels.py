@@ -14,6 +14,9 @@ kernels do what keeps many reads in flight and little else in the way:
   in vector registers; other widths use a runtime-width variant;
 - indices are cast to unsigned before indexing, so no negative-index
   wraparound code sits in the inner loop;
+- a bag's result is stored through a contiguous view of its output row (rows
+  are contiguous even when ``out`` is a column block of a wider array), which
+  LLVM turns into a few vector stores instead of one store per element;
 - a kernel without the slab/extra branch serves lookups whose rows all come from
   the slab (the all-in-DRAM path);
 - slabs should start on a cache-line boundary (:func:`aligned_empty`): a
@@ -96,6 +99,25 @@ def _stack_floats(typingctx, count):
         return array._getvalue()
 
     return array_type(count), codegen
+
+
+@intrinsic
+def _row_pointer(typingctx, array, row):
+    """Pointer to ``array[row, 0]`` of a 2-D array (no bounds check)."""
+    signature = types.CPointer(array.dtype)(array, row)
+
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        array_struct = context.make_array(array_type)(context, builder, args[0])
+        index = [context.cast(builder, args[1], sig.args[1], types.intp), context.get_constant(types.intp, 0)]
+        return cgutils.get_item_pointer2(
+            context, builder, array_struct.data,
+            cgutils.unpack_tuple(builder, array_struct.shape),
+            cgutils.unpack_tuple(builder, array_struct.strides),
+            array_type.layout, index, wraparound=False, boundscheck=False,
+        )
+
+    return signature, codegen
 
 
 def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:
@@ -270,10 +292,8 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
                 if mode == MODE_MEAN and stop > start:
                     count = np.float32(stop - start)
                     for d in range(width):
-                        out[b, d] = acc[d] / count
-                else:
-                    for d in range(width):
-                        out[b, d] = acc[d]
+                        acc[d] /= count
+                numba.carray(_row_pointer(out, _unsigned(b)), width)[:] = acc
 
     return pool
 

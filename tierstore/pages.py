@@ -119,53 +119,71 @@ def _write_header(buf, start, codec, dtype_code, n_rows, payload_bytes):
     buf[start + 16 : start + 24] = np.array([_checksum_words(words)], np.uint64).view(np.uint8)
 
 
-@numba.njit(nogil=True, cache=True, parallel=True)
-def _encode_raw_pages(rows, row_bytes, dtype_code, rows_per_page, buf, page_starts):
-    """Encode rows into raw pages at ``page_starts`` of ``buf``.
+def record_bytes(dtype: str, dim: int) -> int:
+    """Bytes of one stored row record: float32 / float16 values, or int8 codes + float32 scale + bias."""
+    return dim * 4 if dtype == "float32" else dim * 2 if dtype == "float16" else dim + 8
 
-    ``row_bytes`` is [n, bytes] (float32 or float16 rows as bytes) for those dtypes;
-    for int8 ``rows`` (float32 [n, dim]) is quantized here.
-    """
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _quantize(rows, records):
     n, dim = rows.shape
-    n = max(n, row_bytes.shape[0])
-    n_pages = page_starts.size - 1
-    for p in numba.prange(n_pages):
+    for r in numba.prange(n):
+        row = rows[r]
+        lo = row.min()
+        scale = (row.max() - lo) / np.float32(255.0)
+        inv = np.float32(0.0) if scale == 0 else np.float32(1.0) / scale
+        rec = records[r]
+        for j in range(dim):
+            rec[j] = np.uint8(min(255.0, max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
+        rec[dim : dim + 4] = np.array([scale], np.float32).view(np.uint8)
+        rec[dim + 4 : dim + 8] = np.array([lo], np.float32).view(np.uint8)
+
+
+def to_records(rows: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, record_bytes]`` (int8 rows quantized here)."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if dtype == "float32":
+        return rows.view(np.uint8)
+    if dtype == "float16":
+        return rows.astype(np.float16).view(np.uint8)
+    records = np.empty((rows.shape[0], rows.shape[1] + 8), dtype=np.uint8)
+    _quantize(rows, records)
+    return records
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _encode_raw_pages(records, dtype_code, dim, rows_per_page, buf, page_starts):
+    """Lay row records out as raw pages at ``page_starts`` of ``buf`` (int8: codes, then scales, then biases)."""
+    n, width = records.shape
+    for p in numba.prange(page_starts.size - 1):
         first = p * rows_per_page
         count = min(rows_per_page, n - first)
         start = page_starts[p]
         body = buf[start + HEADER_BYTES : page_starts[p + 1]]
         if dtype_code != 2:
-            width = row_bytes.shape[1]
             for r in range(count):
-                body[r * width : (r + 1) * width] = row_bytes[first + r]
+                body[r * width : (r + 1) * width] = records[first + r]
             payload = count * width
         else:
             qbytes = (count * dim + 7) & ~7
-            scales = body[qbytes : qbytes + 4 * count].view(np.float32)
-            biases = body[qbytes + 4 * count : qbytes + 8 * count].view(np.float32)
             for r in range(count):
-                row = rows[first + r]
-                lo = row.min()
-                hi = row.max()
-                scale = (hi - lo) / np.float32(255.0)
-                inv = np.float32(0.0) if scale == 0 else np.float32(1.0) / scale
-                for j in range(dim):
-                    body[r * dim + j] = np.uint8(min(255.0, max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
-                scales[r] = scale
-                biases[r] = lo
+                rec = records[first + r]
+                body[r * dim : (r + 1) * dim] = rec[:dim]
+                body[qbytes + 4 * r : qbytes + 4 * r + 4] = rec[dim : dim + 4]
+                body[qbytes + 4 * (count + r) : qbytes + 4 * (count + r) + 4] = rec[dim + 4 : dim + 8]
             payload = qbytes + 8 * count
         body[payload:] = 0
         _write_header(buf, start, 0, dtype_code, count, payload)
 
 
-def encode_pages(rows: np.ndarray, dtype: str, rows_per_page: int, compression: str | None):
-    """Encode float32 rows into pages.
+def encode_pages(records: np.ndarray, dtype: str, dim: int, rows_per_page: int, compression: str | None):
+    """Encode row records (see :func:`to_records`) into pages.
 
     Parameters
     ----------
-    rows : ndarray, float32 [n, dim]
+    records : ndarray, uint8 [n, record_bytes]
         Rows in layout order; page ``i`` holds rows ``i*rows_per_page ...``.
-    dtype, rows_per_page, compression
+    dtype, dim, rows_per_page, compression
         As in :class:`tierstore.TableConfig`.
 
     Returns
@@ -175,25 +193,18 @@ def encode_pages(rows: np.ndarray, dtype: str, rows_per_page: int, compression: 
     page_starts : ndarray of int64
         Page ``i`` is ``buf[page_starts[i]:page_starts[i+1]]``.
     """
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
-    n, dim = rows.shape
+    records = np.ascontiguousarray(records, dtype=np.uint8)
+    n = records.shape[0]
     n_pages = -(-n // rows_per_page)
-    counts = np.full(n_pages, rows_per_page, dtype=np.int64)
+    last = n - (n_pages - 1) * rows_per_page
+    full = HEADER_BYTES + pad8(raw_payload_bytes(dtype, dim, rows_per_page))
+    page_sizes = np.full(n_pages, full, dtype=np.int64)
     if n_pages:
-        counts[-1] = n - (n_pages - 1) * rows_per_page
-    sizes = np.array([HEADER_BYTES + pad8(raw_payload_bytes(dtype, dim, int(c))) for c in np.unique(counts)])
-    lookup = dict(zip(np.unique(counts).tolist(), sizes.tolist()))
-    page_sizes = np.array([lookup[c] for c in counts.tolist()], dtype=np.int64) if n_pages else np.zeros(0, np.int64)
+        page_sizes[-1] = HEADER_BYTES + pad8(raw_payload_bytes(dtype, dim, last))
     page_starts = np.zeros(n_pages + 1, dtype=np.int64)
     np.cumsum(page_sizes, out=page_starts[1:])
     buf = np.empty(int(page_starts[-1]), dtype=np.uint8)
-    if dtype == "int8":
-        as_bytes = np.empty((0, 0), dtype=np.uint8)
-        quantize = rows
-    else:
-        as_bytes = rows.astype(np.float16 if dtype == "float16" else np.float32, copy=False).view(np.uint8)
-        quantize = np.empty((0, dim), dtype=np.float32)
-    _encode_raw_pages(quantize, as_bytes, DTYPE_CODES[dtype], rows_per_page, buf, page_starts)
+    _encode_raw_pages(records, DTYPE_CODES[dtype], dim, rows_per_page, buf, page_starts)
     if compression == "zstd":
         return _compress_pages(buf, page_starts)
     return buf, page_starts
@@ -329,3 +340,20 @@ def _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, half_to_float, o
             )[0]
             for j in range(dim):
                 out[i, j] = np.float32(buf[start + s * dim + j]) * scale + bias
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def extract_records(buf, starts, page_rank, slot, dtype_code, dim, out):
+    """Copy the stored record of row ``slot[i]`` of the raw page at ``starts[page_rank[i]]`` into ``out[i]``."""
+    width = out.shape[1]
+    for i in numba.prange(page_rank.size):
+        start = starts[page_rank[i]] + HEADER_BYTES
+        s = slot[i]
+        if dtype_code != 2:
+            out[i, :] = buf[start + s * width : start + (s + 1) * width]
+        else:
+            n_rows = buf[start - HEADER_BYTES + 8 : start - HEADER_BYTES + 12].copy().view(np.uint32)[0]
+            qbytes = (n_rows * dim + 7) & ~7
+            out[i, :dim] = buf[start + s * dim : start + (s + 1) * dim]
+            out[i, dim : dim + 4] = buf[start + qbytes + 4 * s : start + qbytes + 4 * s + 4]
+            out[i, dim + 4 : dim + 8] = buf[start + qbytes + 4 * (n_rows + s) : start + qbytes + 4 * (n_rows + s) + 4]

@@ -141,17 +141,29 @@ class SsdTable:
         np.cumsum(lengths, out=bounds[1:])
         return np.frombuffer(b"".join([v for _, v in found]), dtype=np.uint8), bounds[:-1], bounds[1:]
 
-    def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.size, self.config.dim), dtype=np.float32)
-        if rows.size == 0:
-            return out
+    def _locate_rows(self, txn, rows: np.ndarray):
+        """Fetch the pages holding ``rows``: raw pages, page starts, and each row's page rank and slot."""
         position = rows if self.positions is None else self.positions[rows].astype(np.int64)
         rpp = self.config.rows_per_page
         page_ids, page_rank = np.unique(position // rpp, return_inverse=True)
         buf, starts = self.fetch_pages(txn, page_ids)
-        pages.decode_rows(buf, starts, page_rank.astype(np.int64), position % rpp,
-                          pages.DTYPE_CODES[self.config.dtype], self.config.dim, out)
-        self.counters.rows += rows.size
+        return buf, starts, page_rank.astype(np.int64), position % rpp
+
+    def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, self.config.dim), dtype=np.float32)
+        if rows.size:
+            pages.decode_rows(*self._locate_rows(txn, rows), pages.DTYPE_CODES[self.config.dtype],
+                              self.config.dim, out)
+            self.counters.rows += rows.size
+        return out
+
+    def read_records(self, txn, rows: np.ndarray) -> np.ndarray:
+        """Stored records of ``rows`` (uint8 ``[len(rows), record_bytes]``), bit-exact, for rewrites."""
+        rows = np.asarray(rows, dtype=np.int64)
+        config = self.config
+        out = np.empty((rows.size, pages.record_bytes(config.dtype, config.dim)), dtype=np.uint8)
+        if rows.size:
+            pages.extract_records(*self._locate_rows(txn, rows), pages.DTYPE_CODES[config.dtype], config.dim, out)
         return out

@@ -507,7 +507,8 @@ class Store:
                 loaded = 0
                 bar = _progress_bar(progress, config.num_rows, f"load {table}")
                 for rows in iter_row_chunks(source, config, chunk_rows):
-                    buf, starts = pages.encode_pages(rows, config.dtype, config.rows_per_page, config.compression)
+                    buf, starts = pages.encode_pages(pages.to_records(rows, config.dtype), config.dtype, config.dim,
+                                                     config.rows_per_page, config.compression)
                     first_page = loaded // config.rows_per_page
                     with self.env.begin(write=True, db=db) as txn:
                         items = zip(page_keys(np.arange(first_page, first_page + starts.size - 1)),
@@ -539,7 +540,11 @@ class Store:
                 txn.drop(self.env.open_db(_positions_db(table, entry["layout"]), txn=txn), delete=True)
 
     def update_rows(self, table: str, ids, values) -> None:
-        """Replace rows ``ids`` with ``values`` (float [n, dim]) in one transaction; caches follow."""
+        """Replace rows ``ids`` with ``values`` (float [n, dim]) in one transaction.
+
+        The other rows of the touched pages keep their stored bytes exactly; cached
+        copies of the updated rows are dropped (other processes drop the table's).
+        """
         self._writable()
         config = self._table(table)
         ssd = self._ssd_of(table)
@@ -563,12 +568,11 @@ class Store:
                     span = (first[:, None] + np.arange(rpp)).ravel()
                     span = span[span < config.num_rows]
                     rows_at = span if ssd.positions is None else _inverse_positions(ssd.positions)[span]
-                    current = ssd.read_rows(txn, rows_at)
-                    where = np.searchsorted(span, position)
-                    current[where] = values
+                    records = ssd.read_records(txn, rows_at)
+                    records[np.searchsorted(span, position)] = pages.to_records(values, config.dtype)
                     for page in page_ids:
                         sel = (span >= page * rpp) & (span < (page + 1) * rpp)
-                        buf, _ = pages.encode_pages(current[sel], config.dtype, rpp, config.compression)
+                        buf, _ = pages.encode_pages(records[sel], config.dtype, config.dim, rpp, config.compression)
                         txn.put(page_keys(np.array([page]))[0], buf.tobytes(), db=ssd.db)
                     epoch = self._publish(txn, meta)
             except lmdb.Error as err:
@@ -576,7 +580,7 @@ class Store:
             self._adopt(meta, epoch)
             tier = self._tier_of.get(table)
             if tier is not None:
-                tier.overwrite(table, idx, values)
+                tier.invalidate(table, idx)
 
     def row_positions(self, table: str) -> np.ndarray:
         """Row -> SSD layout position of ``table`` (int64 [num_rows])."""
@@ -593,7 +597,7 @@ class Store:
             position ``i`` will hold row ``order[i]``.
 
         Readers see the old layout or the new one, never a mix; a crash mid-way
-        leaves the old layout.  Every row keeps its exact stored bytes' value.
+        leaves the old layout.  Rows move as stored bytes: every row reads back bit-exactly.
         """
         self._writable()
         checked = {}
@@ -627,7 +631,8 @@ class Store:
         cursor = txn.cursor(db=db)
         for start in _progress(range(0, config.num_rows, step), progress, f"layout {table}"):
             rows = order[start : start + step]
-            buf, starts = pages.encode_pages(ssd.read_rows(txn, rows), config.dtype, rpp, config.compression)
+            buf, starts = pages.encode_pages(ssd.read_records(txn, rows), config.dtype, config.dim, rpp,
+                                             config.compression)
             first_page = start // rpp
             cursor.putmulti(
                 zip(page_keys(np.arange(first_page, first_page + starts.size - 1)),
