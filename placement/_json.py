@@ -1,4 +1,4 @@
-"""JSON round-trip for the flat configuration dataclasses of this package."""
+"""JSON round-trip for flat configuration dataclasses (placement's, and tierstore's through ``tierstore.config``)."""
 
 from __future__ import annotations
 

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from placement._json import JsonDataclass as JsonConfig
 
 DTYPES = ("float32", "float16", "int8")
 COMPRESSIONS = (None, "zstd")
 #: Bytes stored per row element, by storage dtype (int8 adds 8 bytes per row for scale and bias).
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 INT8_ROW_OVERHEAD = 8
-
-
-class JsonConfig:
-    """Mixin: ``to_dict``/``from_dict``/``to_json``/``from_json`` for flat dataclasses."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str):
-        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)

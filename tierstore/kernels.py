@@ -102,20 +102,30 @@ def _stack_floats(typingctx, count):
 
 
 @intrinsic
-def _row_pointer(typingctx, array, row):
-    """Pointer to ``array[row, 0]`` of a 2-D array (no bounds check)."""
-    signature = types.CPointer(array.dtype)(array, row)
+def _store_row(typingctx, out, row, values):
+    """Copy the 1-D contiguous ``values`` into ``out[row, :len(values)]`` (one ``memcpy``, no bounds check).
+
+    Storing element by element into a possibly strided ``out`` leaves LLVM one
+    scalar store per element; a ``memcpy`` of a known size becomes a few vector
+    stores.  The row of ``out`` must be contiguous.
+    """
+    signature = types.void(out, row, values)
 
     def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        array_struct = context.make_array(array_type)(context, builder, args[0])
+        out_type, _, values_type = sig.args
+        out_struct = context.make_array(out_type)(context, builder, args[0])
+        values_struct = context.make_array(values_type)(context, builder, args[2])
         index = [context.cast(builder, args[1], sig.args[1], types.intp), context.get_constant(types.intp, 0)]
-        return cgutils.get_item_pointer2(
-            context, builder, array_struct.data,
-            cgutils.unpack_tuple(builder, array_struct.shape),
-            cgutils.unpack_tuple(builder, array_struct.strides),
-            array_type.layout, index, wraparound=False, boundscheck=False,
+        destination = cgutils.get_item_pointer2(
+            context, builder, out_struct.data,
+            cgutils.unpack_tuple(builder, out_struct.shape),
+            cgutils.unpack_tuple(builder, out_struct.strides),
+            out_type.layout, index, wraparound=False, boundscheck=False,
         )
+        count = cgutils.unpack_tuple(builder, values_struct.shape)[0]
+        itemsize = context.get_abi_sizeof(context.get_data_type(values_type.dtype))
+        cgutils.raw_memcpy(builder, destination, values_struct.data, count, itemsize)
+        return context.get_dummy_value()
 
     return signature, codegen
 
@@ -293,7 +303,7 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
                     count = np.float32(stop - start)
                     for d in range(width):
                         acc[d] /= count
-                numba.carray(_row_pointer(out, _unsigned(b)), width)[:] = acc
+                _store_row(out, _unsigned(b), acc)
 
     return pool
 

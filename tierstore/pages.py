@@ -119,11 +119,6 @@ def _write_header(buf, start, codec, dtype_code, n_rows, payload_bytes):
     buf[start + 16 : start + 24] = np.array([_checksum_words(words)], np.uint64).view(np.uint8)
 
 
-def record_bytes(dtype: str, dim: int) -> int:
-    """Bytes of one stored row record: float32 / float16 values, or int8 codes + float32 scale + bias."""
-    return dim * 4 if dtype == "float32" else dim * 2 if dtype == "float16" else dim + 8
-
-
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _quantize(rows, records):
     n, dim = rows.shape
@@ -140,7 +135,7 @@ def _quantize(rows, records):
 
 
 def to_records(rows: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, record_bytes]`` (int8 rows quantized here)."""
+    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, TableConfig.row_bytes]`` (int8 rows quantized here)."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if dtype == "float32":
         return rows.view(np.uint8)
@@ -181,7 +176,7 @@ def encode_pages(records: np.ndarray, dtype: str, dim: int, rows_per_page: int, 
 
     Parameters
     ----------
-    records : ndarray, uint8 [n, record_bytes]
+    records : ndarray, uint8 [n, TableConfig.row_bytes]
         Rows in layout order; page ``i`` holds rows ``i*rows_per_page ...``.
     dtype, dim, rows_per_page, compression
         As in :class:`tierstore.TableConfig`.

@@ -160,10 +160,10 @@ class SsdTable:
         return out
 
     def read_records(self, txn, rows: np.ndarray) -> np.ndarray:
-        """Stored records of ``rows`` (uint8 ``[len(rows), record_bytes]``), bit-exact, for rewrites."""
+        """Stored records of ``rows`` (uint8 ``[len(rows), row_bytes]``), bit-exact, for rewrites."""
         rows = np.asarray(rows, dtype=np.int64)
         config = self.config
-        out = np.empty((rows.size, pages.record_bytes(config.dtype, config.dim)), dtype=np.uint8)
+        out = np.empty((rows.size, config.row_bytes), dtype=np.uint8)
         if rows.size:
             pages.extract_records(*self._locate_rows(txn, rows), pages.DTYPE_CODES[config.dtype], config.dim, out)
         return out
