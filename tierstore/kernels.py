@@ -14,7 +14,7 @@ kernels do what keeps many reads in flight and little else in the way:
   in vector registers; other widths use a runtime-width variant;
 - indices are cast to unsigned before indexing, so no negative-index
   wraparound code sits in the inner loop;
-- a bag's result is stored through a contiguous view of its output row (rows
+- a bag's result goes to its output row with one fixed-size ``memcpy`` (rows
   are contiguous even when ``out`` is a column block of a wider array), which
   LLVM turns into a few vector stores instead of one store per element;
 - a kernel without the slab/extra branch serves lookups whose rows all come from
