@@ -1,12 +1,12 @@
 """Intrusive doubly linked lists over slot ids, shared by every policy.
 
-All links live in one ``[n_nodes, 2]`` int64 array (``PREV``, ``NEXT`` side by
-side): touching one array per step keeps numba's reference counting off the
-per-request path.  Each list is circular through a sentinel node placed after
+All links live in one 2-D int64 array (``PREV``, ``NEXT`` side by side, then
+any per-slot fields): touching one array per step keeps numba's reference
+counting off the per-request path.  Each list is circular through a sentinel node placed after
 the slots (list ``l`` of ``SlotLists`` uses node ``max_slots + l``), so the
 link updates have no branches; the sentinel's ``NEXT`` is the head (newest /
 MRU end) and its ``PREV`` the tail (oldest / LRU end).  ``dll_*`` are the
-inlined primitives; ``SlotLists`` adds several lists sharing one links array
+inlined primitives; ``SlotLists`` adds several lists sharing one node array
 (a slot is in at most one list at a time) with per-slot sizes and per-list
 lengths and bytes.
 """
@@ -52,89 +52,104 @@ def dll_unlink(links, slot):
     links[n, PREV] = p
 
 
-@jitclass(
-    [
-        ("links", int64[:, ::1]),
-        ("size", int64[::1]),
-        ("where", int64[::1]),
-        ("count", int64[::1]),
-        ("nbytes", int64[::1]),
-        ("max_slots", int64),
-    ]
-)
+# node fields of SlotLists (PREV and NEXT as above)
+SIZE = 2
+WHERE = 3
+# per-list fields of SlotLists
+COUNT = 0
+BYTES = 1
+
+
+@jitclass([("nodes", int64[:, ::1]), ("stats", int64[:, ::1]), ("max_slots", int64)])
 class SlotLists:
     """``n_lists`` doubly linked lists over slots ``[0, max_slots)``.
 
-    ``where[slot]`` is the list holding the slot, or -1.
+    ``nodes[slot]`` is (prev, next, size, list or -1); ``stats[list]`` is
+    (length, bytes).  List ``l``'s sentinel is node ``max_slots + l``.
     """
 
     def __init__(self, max_slots, n_lists):
-        self.links = new_links(max_slots, n_lists)
         self.max_slots = max_slots
-        self.size = np.zeros(self.max_slots, dtype=np.int64)
-        self.where = np.full(self.max_slots, -1, dtype=np.int64)
-        self.count = np.zeros(n_lists, dtype=np.int64)
-        self.nbytes = np.zeros(n_lists, dtype=np.int64)
+        self.nodes = np.full((max_slots + n_lists, 4), NO_SLOT, dtype=np.int64)
+        for s in range(max_slots, max_slots + n_lists):
+            self.nodes[s, PREV] = s
+            self.nodes[s, NEXT] = s
+        self.stats = np.zeros((n_lists, 2), dtype=np.int64)
 
     def head(self, lst):
         """Newest slot of ``lst`` (``NO_SLOT`` if empty)."""
-        h = self.links[self.max_slots + lst, NEXT]
+        h = self.nodes[self.max_slots + lst, NEXT]
         return NO_SLOT if h >= self.max_slots else h
 
     def tail(self, lst):
         """Oldest slot of ``lst`` (``NO_SLOT`` if empty)."""
-        t = self.links[self.max_slots + lst, PREV]
+        t = self.nodes[self.max_slots + lst, PREV]
         return NO_SLOT if t >= self.max_slots else t
+
+    def size_of(self, slot):
+        return self.nodes[slot, SIZE]
+
+    def list_of(self, slot):
+        """The list holding ``slot`` (-1 if none)."""
+        return self.nodes[slot, WHERE]
+
+    def count(self, lst):
+        return self.stats[lst, COUNT]
+
+    def nbytes(self, lst):
+        return self.stats[lst, BYTES]
 
     def ensure_lists(self, n_lists):
         """Grow to at least ``n_lists`` lists (new ones empty)."""
-        old = self.count.shape[0]
+        old = self.stats.shape[0]
         if n_lists <= old:
             return
         n = max(n_lists, 2 * old)
-        links = np.empty((self.max_slots + n, 2), dtype=np.int64)
-        links[: self.max_slots + old] = self.links
+        nodes = np.full((self.max_slots + n, 4), NO_SLOT, dtype=np.int64)
+        nodes[: self.max_slots + old] = self.nodes
         for s in range(self.max_slots + old, self.max_slots + n):
-            links[s, PREV] = s
-            links[s, NEXT] = s
-        count = np.zeros(n, dtype=np.int64)
-        nbytes = np.zeros(n, dtype=np.int64)
-        count[:old] = self.count
-        nbytes[:old] = self.nbytes
-        self.links = links
-        self.count = count
-        self.nbytes = nbytes
+            nodes[s, PREV] = s
+            nodes[s, NEXT] = s
+        stats = np.zeros((n, 2), dtype=np.int64)
+        stats[:old] = self.stats
+        self.nodes = nodes
+        self.stats = stats
 
     def push_head(self, lst, slot, size):
         """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
-        dll_push_head(self.links, self.max_slots + lst, slot)
-        self.size[slot] = size
-        self.where[slot] = lst
-        self.count[lst] += 1
-        self.nbytes[lst] += size
+        nodes = self.nodes
+        dll_push_head(nodes, self.max_slots + lst, slot)
+        nodes[slot, SIZE] = size
+        nodes[slot, WHERE] = lst
+        stats = self.stats
+        stats[lst, COUNT] += 1
+        stats[lst, BYTES] += size
 
     def unlink(self, slot):
         """Remove ``slot`` from its list; return the list it was in."""
-        dll_unlink(self.links, slot)
-        lst = self.where[slot]
-        self.where[slot] = -1
-        self.count[lst] -= 1
-        self.nbytes[lst] -= self.size[slot]
+        nodes = self.nodes
+        dll_unlink(nodes, slot)
+        lst = nodes[slot, WHERE]
+        nodes[slot, WHERE] = -1
+        stats = self.stats
+        stats[lst, COUNT] -= 1
+        stats[lst, BYTES] -= nodes[slot, SIZE]
         return lst
 
     def move_to_head(self, lst, slot):
         """Move ``slot`` (in any list) to the head of ``lst``."""
-        links = self.links
-        dll_unlink(links, slot)
-        dll_push_head(links, self.max_slots + lst, slot)
-        old = self.where[slot]
+        nodes = self.nodes
+        dll_unlink(nodes, slot)
+        dll_push_head(nodes, self.max_slots + lst, slot)
+        old = nodes[slot, WHERE]
         if old != lst:
-            size = self.size[slot]
-            self.where[slot] = lst
-            self.count[old] -= 1
-            self.nbytes[old] -= size
-            self.count[lst] += 1
-            self.nbytes[lst] += size
+            size = nodes[slot, SIZE]
+            nodes[slot, WHERE] = lst
+            stats = self.stats
+            stats[old, COUNT] -= 1
+            stats[old, BYTES] -= size
+            stats[lst, COUNT] += 1
+            stats[lst, BYTES] += size
 
     def pop_tail(self, lst):
         """Unlink and return the tail of ``lst`` (``NO_SLOT`` if empty)."""

@@ -73,19 +73,19 @@ class ARCState:
 
     def _drop(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
 
     def _replace(self):
         lists = self.lists
-        t1 = lists.nbytes[T1]
+        t1 = lists.nbytes(T1)
         from_t1 = t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == HIT_B2))
-        if from_t1 or lists.nbytes[T2] == 0:
+        if from_t1 or lists.nbytes(T2) == 0:
             slot = lists.tail(T1)
-            self.b1.push(self.key_of[slot], lists.size[slot])
+            self.b1.push(self.key_of[slot], lists.size_of(slot))
         else:
             slot = lists.tail(T2)
-            self.b2.push(self.key_of[slot], lists.size[slot])
+            self.b2.push(self.key_of[slot], lists.size_of(slot))
         self._drop(slot)
         return slot
 
@@ -93,7 +93,7 @@ class ARCState:
         if self.ghost_hit != NO_GHOST_HIT:
             return self._replace()
         lists = self.lists
-        t1 = lists.nbytes[T1]
+        t1 = lists.nbytes(T1)
         if t1 + self.b1.used + self.incoming_size > self.capacity:
             if self.b1.used > 0:
                 self.b1.pop_oldest()
@@ -101,7 +101,7 @@ class ARCState:
             slot = lists.tail(T1)
             self._drop(slot)
             return slot
-        if t1 + self.b1.used + lists.nbytes[T2] + self.b2.used >= 2 * self.capacity and self.b2.used > 0:
+        if t1 + self.b1.used + lists.nbytes(T2) + self.b2.used >= 2 * self.capacity and self.b2.used > 0:
             self.b2.pop_oldest()
         return self._replace()
 

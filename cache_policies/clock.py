@@ -53,7 +53,7 @@ class ClockState:
             lists.move_to_head(0, slot)
             slot = lists.tail(0)
         lists.unlink(slot)
-        self.used -= lists.size[slot]
+        self.used -= lists.size_of(slot)
         self.n_resident -= 1
         return slot
 
@@ -69,7 +69,7 @@ class ClockState:
 
     def remove(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
 
 

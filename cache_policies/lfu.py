@@ -44,10 +44,10 @@ class LFUState:
 
     def victim(self):
         lists = self.lists
-        while lists.count[self.min_freq] == 0:
+        while lists.count(self.min_freq) == 0:
             self.min_freq += 1
         slot = lists.pop_tail(self.min_freq)
-        self.used -= lists.size[slot]
+        self.used -= lists.size_of(slot)
         self.n_resident -= 1
         return slot
 
@@ -63,12 +63,12 @@ class LFUState:
         self.freq[slot] = f
         self.lists.ensure_lists(f + 1)
         self.lists.move_to_head(f, slot)
-        if self.lists.count[self.min_freq] == 0 and self.min_freq == f - 1:
+        if self.lists.count(self.min_freq) == 0 and self.min_freq == f - 1:
             self.min_freq = f
 
     def remove(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
 
 

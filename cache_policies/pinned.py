@@ -47,11 +47,11 @@ class PinnedState:
         self.lists = SlotLists(max_slots, 2)
 
     def admit(self, key, size):
-        return self.lists.nbytes[PINNED] + size <= self.capacity
+        return self.lists.nbytes(PINNED) + size <= self.capacity
 
     def victim(self):
         slot = self.lists.pop_tail(DYNAMIC)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
         return slot
 
@@ -61,12 +61,12 @@ class PinnedState:
         self.n_resident += 1
 
     def on_hit(self, slot):
-        if self.lists.where[slot] == DYNAMIC:
+        if self.lists.list_of(slot) == DYNAMIC:
             self.lists.move_to_head(DYNAMIC, slot)
 
     def remove(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
 
 

@@ -82,23 +82,23 @@ class S3FIFOState:
         self.has_evicted = True
         lists = self.lists
         while True:
-            if lists.nbytes[MAIN] > self.main_capacity or lists.count[SMALL] == 0:
+            if lists.nbytes(MAIN) > self.main_capacity or lists.count(SMALL) == 0:
                 slot = self._evict_main()
                 break
             slot = -1
-            while lists.count[SMALL] > 0:
+            while lists.count(SMALL) > 0:
                 s = lists.tail(SMALL)
                 if self.freq[s] >= self.threshold:
                     self.freq[s] = 0
                     lists.move_to_head(MAIN, s)
                 else:
-                    self.ghost.push(self.key_of[s], lists.size[s])
+                    self.ghost.push(self.key_of[s], lists.size_of(s))
                     slot = s
                     break
             if slot != -1:
                 break
         lists.unlink(slot)
-        self.used -= lists.size[slot]
+        self.used -= lists.size_of(slot)
         self.n_resident -= 1
         return slot
 
@@ -106,7 +106,7 @@ class S3FIFOState:
         self.key_of[slot] = key
         self.freq[slot] = 0
         lists = self.lists
-        if self.ghost_hit or (not self.has_evicted and lists.nbytes[SMALL] >= self.small_capacity):
+        if self.ghost_hit or (not self.has_evicted and lists.nbytes(SMALL) >= self.small_capacity):
             lists.push_head(MAIN, slot, size)
         else:
             lists.push_head(SMALL, slot, size)
@@ -119,7 +119,7 @@ class S3FIFOState:
 
     def remove(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
 
 

@@ -60,11 +60,11 @@ class TwoQState:
         self.aout = KeyList(aout_capacity, min(max_slots, max(aout_capacity, 16)))
 
     def _resident_bytes(self):
-        return self.lists.nbytes[AIN] + self.lists.nbytes[AM]
+        return self.lists.nbytes(AIN) + self.lists.nbytes(AM)
 
     def _update_used(self):
         if self.ghost_hit:
-            self.used = self.lists.nbytes[AM] + max(self.lists.nbytes[AIN], self.ain_capacity)
+            self.used = self.lists.nbytes(AM) + max(self.lists.nbytes(AIN), self.ain_capacity)
         else:
             self.used = self._resident_bytes()
 
@@ -80,9 +80,9 @@ class TwoQState:
     def victim(self):
         lists = self.lists
         needs_room = self._resident_bytes() + self.incoming_size > self.capacity
-        if needs_room and (lists.nbytes[AIN] > self.ain_capacity or lists.count[AM] == 0):
+        if needs_room and (lists.nbytes(AIN) > self.ain_capacity or lists.count(AM) == 0):
             slot = lists.pop_tail(AIN)
-            self.aout.push(self.key_of[slot], lists.size[slot])
+            self.aout.push(self.key_of[slot], lists.size_of(slot))
         else:
             slot = lists.pop_tail(AM)
         self.n_resident -= 1
@@ -100,7 +100,7 @@ class TwoQState:
         self._update_used()
 
     def on_hit(self, slot):
-        if self.lists.where[slot] == AM:
+        if self.lists.list_of(slot) == AM:
             self.lists.move_to_head(AM, slot)
 
     def remove(self, slot):

@@ -72,35 +72,35 @@ class WTinyLFUState:
         return size <= self.capacity and size <= self.window_capacity and size <= self.probation_capacity
 
     def _main_bytes(self):
-        return self.lists.nbytes[PROBATION] + self.lists.nbytes[PROTECTED]
+        return self.lists.nbytes(PROBATION) + self.lists.nbytes(PROTECTED)
 
     def _enter_main(self, slot):
         lists = self.lists
-        size = lists.size[slot]
-        if lists.nbytes[PROBATION] + size > self.probation_capacity and (
-            lists.nbytes[PROTECTED] + size <= self.protected_capacity
+        size = lists.size_of(slot)
+        if lists.nbytes(PROBATION) + size > self.probation_capacity and (
+            lists.nbytes(PROTECTED) + size <= self.protected_capacity
         ):
             lists.move_to_head(PROTECTED, slot)
         else:
             lists.move_to_head(PROBATION, slot)
 
     def _main_victim(self):
-        if self.lists.count[PROBATION] > 0:
+        if self.lists.count(PROBATION) > 0:
             return self.lists.tail(PROBATION)
         return self.lists.tail(PROTECTED)
 
     def _leave(self, slot):
         self.lists.unlink(slot)
-        self.used -= self.lists.size[slot]
+        self.used -= self.lists.size_of(slot)
         self.n_resident -= 1
         return slot
 
     def victim(self):
         lists = self.lists
-        while lists.count[WINDOW] > 0:
+        while lists.count(WINDOW) > 0:
             candidate = lists.tail(WINDOW)
             key = self.key_of[candidate]
-            if self._main_bytes() + lists.size[candidate] <= self.main_capacity:
+            if self._main_bytes() + lists.size_of(candidate) <= self.main_capacity:
                 self._enter_main(candidate)
                 self.sketch.add(key)
                 continue
@@ -123,7 +123,7 @@ class WTinyLFUState:
 
     def on_hit(self, slot):
         lists = self.lists
-        where = lists.where[slot]
+        where = lists.list_of(slot)
         if where == WINDOW:
             lists.move_to_head(WINDOW, slot)
             return
@@ -136,9 +136,9 @@ class WTinyLFUState:
             lists.move_to_head(PROTECTED, slot)
             return
         lists.move_to_head(PROTECTED, slot)
-        while lists.nbytes[PROTECTED] > self.protected_capacity:
+        while lists.nbytes(PROTECTED) > self.protected_capacity:
             lists.move_to_head(PROBATION, lists.tail(PROTECTED))
-            while lists.nbytes[PROBATION] > self.probation_capacity:
+            while lists.nbytes(PROBATION) > self.probation_capacity:
                 self.pending[self.n_pending] = self._leave(lists.tail(PROBATION))
                 self.n_pending += 1
 
