@@ -178,59 +178,73 @@ def _prefetch_item(typingctx, array, index):
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
 
 
-@numba.njit(nogil=True, cache=True)
-def unique_inverse(ids):
-    """Distinct ids in order of first occurrence, and where each id sits among them.
+_BOUNDS_CHECKED = bool(numba.config.BOUNDSCHECK)
+"""Numba's disk cache ignores ``NUMBA_BOUNDSCHECK``; kernels built by factories capture it
+in a closure variable, so that bounds-checked builds (the test suite's) and unchecked ones
+are cached apart."""
 
-    Parameters
-    ----------
-    ids : int64[n]
 
-    Returns
-    -------
-    uniq : int64[u]
-        Distinct values of ``ids`` in order of first occurrence.
-    inverse : int64[n]
-        ``ids[i] == uniq[inverse[i]]``.
+def _build_unique_inverse(bounds_checked: bool):
+    @numba.njit(nogil=True, cache=True)
+    def unique_inverse(ids):
+        """Distinct ids in order of first occurrence, and where each id sits among them.
 
-    Notes
-    -----
-    One pass over ``ids`` with an open-addressing (linear probing) hash table of at
-    least ``2n`` slots, Fibonacci-hashed: an int32 array of positions in ``uniq``
-    (-1 when free) beside the keys, prefetching the slot of the id
-    ``PREFETCH_DISTANCE`` positions ahead.
-    """
-    n = ids.size
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    mask = _unsigned((1 << bits) - 1)
-    shift = _unsigned(64 - bits)
-    keys = np.empty(1 << bits, dtype=np.int64)
-    positions = np.full(1 << bits, -1, dtype=np.int32)
-    uniq = np.empty(n, dtype=np.int64)
-    inverse = np.empty(n, dtype=np.int64)
-    count = 0
-    for i in range(n):
-        ahead = i + PREFETCH_DISTANCE
-        if ahead < n:
-            _prefetch_item(positions, (_unsigned(ids[ahead]) * _FIBONACCI) >> shift)
-        key = ids[i]
-        slot = (_unsigned(key) * _FIBONACCI) >> shift
-        while True:
-            position = positions[slot]
-            if position < 0:
-                keys[slot] = key
-                positions[slot] = count
-                uniq[count] = key
-                inverse[i] = count
-                count += 1
-                break
-            if keys[slot] == key:
-                inverse[i] = position
-                break
-            slot = (slot + _unsigned(1)) & mask
-    return uniq[:count].copy(), inverse
+        Parameters
+        ----------
+        ids : int64[n]
+
+        Returns
+        -------
+        uniq : int64[u]
+            Distinct values of ``ids`` in order of first occurrence.
+        inverse : int64[n]
+            ``ids[i] == uniq[inverse[i]]``.
+
+        Notes
+        -----
+        One pass over ``ids`` with an open-addressing (linear probing) hash table of at
+        least ``2n`` slots, Fibonacci-hashed: an int32 array of positions in ``uniq``
+        (-1 when free) beside the keys, prefetching the slot of the id
+        ``PREFETCH_DISTANCE`` positions ahead.
+        """
+        if bounds_checked:  # no effect on the code: makes the flag part of the cache key
+            pass
+        n = ids.size
+        bits = 4
+        while (1 << bits) < 2 * n:
+            bits += 1
+        mask = _unsigned((1 << bits) - 1)
+        shift = _unsigned(64 - bits)
+        keys = np.empty(1 << bits, dtype=np.int64)
+        positions = np.full(1 << bits, -1, dtype=np.int32)
+        uniq = np.empty(n, dtype=np.int64)
+        inverse = np.empty(n, dtype=np.int64)
+        count = 0
+        for i in range(n):
+            ahead = i + PREFETCH_DISTANCE
+            if ahead < n:
+                _prefetch_item(positions, (_unsigned(ids[ahead]) * _FIBONACCI) >> shift)
+            key = ids[i]
+            slot = (_unsigned(key) * _FIBONACCI) >> shift
+            while True:
+                position = positions[slot]
+                if position < 0:
+                    keys[slot] = key
+                    positions[slot] = count
+                    uniq[count] = key
+                    inverse[i] = count
+                    count += 1
+                    break
+                if keys[slot] == key:
+                    inverse[i] = position
+                    break
+                slot = (slot + _unsigned(1)) & mask
+        return uniq[:count].copy(), inverse
+
+    return unique_inverse
+
+
+unique_inverse = _build_unique_inverse(_BOUNDS_CHECKED)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -277,9 +291,12 @@ def _prefetch_row(slab, extra, p, width, with_extra):
 def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
     """Pooling kernel with its options as compile-time constants; ``dim == 0`` reads the width from ``out``."""
     distance = _unsigned(PREFETCH_DISTANCE)
+    bounds_checked = _BOUNDS_CHECKED
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def pool(slab, extra, loc, offsets, weights, out, n_chunks):
+        if bounds_checked:  # no effect on the code: makes the flag part of the cache key
+            pass
         width = out.shape[1] if dim == 0 else dim
         for chunk in numba.prange(n_chunks):
             lo, hi = _chunk_of_bags(offsets, chunk, n_chunks)
@@ -403,27 +420,35 @@ def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
     kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks)
 
 
-@numba.njit(nogil=True, cache=True, parallel=True)
-def _gather(slab, extra, loc, out, n_chunks):
-    n = loc.size
-    width = out.shape[1]
-    distance = _unsigned(PREFETCH_DISTANCE)
-    for chunk in numba.prange(n_chunks):
-        lo = _unsigned(n * chunk // n_chunks)
-        hi = _unsigned(n * (chunk + 1) // n_chunks)
-        for i in range(lo, hi):
-            ahead = i + distance
-            if ahead < hi:
-                _prefetch_row(slab, extra, loc[ahead], width, True)
-            r = loc[i]
-            if r >= 0:
-                row = _unsigned(r)
-                for d in range(width):
-                    out[i, d] = slab[row, d]
-            else:
-                row = _unsigned(-1 - r)
-                for d in range(width):
-                    out[i, d] = extra[row, d]
+def _build_gather(bounds_checked: bool):
+    @numba.njit(nogil=True, cache=True, parallel=True)
+    def gather(slab, extra, loc, out, n_chunks):
+        if bounds_checked:  # no effect on the code: makes the flag part of the cache key
+            pass
+        n = loc.size
+        width = out.shape[1]
+        distance = _unsigned(PREFETCH_DISTANCE)
+        for chunk in numba.prange(n_chunks):
+            lo = _unsigned(n * chunk // n_chunks)
+            hi = _unsigned(n * (chunk + 1) // n_chunks)
+            for i in range(lo, hi):
+                ahead = i + distance
+                if ahead < hi:
+                    _prefetch_row(slab, extra, loc[ahead], width, True)
+                r = loc[i]
+                if r >= 0:
+                    row = _unsigned(r)
+                    for d in range(width):
+                        out[i, d] = slab[row, d]
+                else:
+                    row = _unsigned(-1 - r)
+                    for d in range(width):
+                        out[i, d] = extra[row, d]
+
+    return gather
+
+
+_gather = _build_gather(_BOUNDS_CHECKED)
 
 
 def gather_rows(slab, extra, loc, out) -> None:
