@@ -20,7 +20,8 @@ spinning takes the cores from whichever side is running (``OMP_WAIT_POLICY=PASSI
 stops it for both).  ``workqueue`` does not spin, but it refuses parallel calls
 from two Python threads at once.  ``--threads 1 --clock thread`` times with the
 CPU clock of the calling thread, which time spent waiting for a core does not
-inflate: the kernel-against-kernel figure on a busy machine.
+inflate: the kernel-against-kernel figure on a busy machine.  ``--table-offset-bytes 16``
+places the table as ``np.empty`` would (rows straddling an extra cache line).
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ class KernelBenchConfig(JsonConfig):
     seed: int = 0
     threading_layer: str = "default"
     clock: str = "wall"
+    table_offset_bytes: int = 0
 
     def __post_init__(self):
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {self.clock!r}")
+        if self.table_offset_bytes < 0 or self.table_offset_bytes % 4:
+            raise ValueError(f"table_offset_bytes must be a non-negative multiple of 4, got {self.table_offset_bytes}")
         if self.clock == "thread" and self.threads != 1:
             raise ValueError("clock 'thread' (CPU time of the calling thread) needs threads=1")
         if self.mode not in MODES:
@@ -74,9 +78,14 @@ class KernelBenchConfig(JsonConfig):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
-def make_table(rows: int, dim: int, seed: int) -> np.ndarray:
-    """A page-aligned float32 ``[rows, dim]`` table of standard normals, filled in bounded chunks."""
-    table = aligned_empty((rows, dim))
+def make_table(rows: int, dim: int, seed: int, offset_bytes: int = 0) -> np.ndarray:
+    """A float32 ``[rows, dim]`` table of standard normals starting ``offset_bytes`` past a page boundary.
+
+    ``np.empty`` of a large array starts 16 bytes past one, so that 64-float rows
+    straddle five cache lines; ``offset_bytes=16`` reproduces it.
+    """
+    skip = offset_bytes // 4
+    table = aligned_empty(rows * dim + skip)[skip:].reshape(rows, dim)
     rng = np.random.default_rng(seed)
     chunk = max(1, (1 << 24) // dim)
     for start in range(0, rows, chunk):
@@ -168,7 +177,7 @@ def run(config: KernelBenchConfig) -> dict:
         numba.config.THREADING_LAYER = config.threading_layer
     numba.set_num_threads(config.threads)
     torch.set_num_threads(config.threads)
-    table = make_table(config.rows, config.dim, config.seed)
+    table = make_table(config.rows, config.dim, config.seed, config.table_offset_bytes)
     results = {}
     for name, zipf in (("uniform", 0.0), (f"zipf{config.zipf:g}", config.zipf)):
         results[name] = compare(config, table, index_batches(config, zipf))
