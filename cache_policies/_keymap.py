@@ -139,20 +139,62 @@ N_SIZE = 1
 N_TAG = 2
 N_PREV = 3
 N_NEXT = 4
+# KeyList bookkeeping fields (``meta``)
+M_NEWEST = 0
+M_OLDEST = 1
+M_FREE = 2
+M_COUNT = 3
+M_USED = 4
 
 
-@jitclass(
-    [
-        ("table", int64[:, ::1]),
-        ("nodes", int64[:, ::1]),
-        ("free", int64),
-        ("newest", int64),
-        ("oldest", int64),
-        ("count", int64),
-        ("used", int64),
-        ("capacity", int64),
-    ]
-)
+@numba.njit(inline="always")
+def _link_newest(nodes, meta, node):
+    newest = meta[M_NEWEST]
+    nodes[node, N_PREV] = newest
+    nodes[node, N_NEXT] = -1
+    if newest != -1:
+        nodes[newest, N_NEXT] = node
+    else:
+        meta[M_OLDEST] = node
+    meta[M_NEWEST] = node
+
+
+@numba.njit(inline="always")
+def _detach(nodes, meta, node):
+    p = nodes[node, N_PREV]
+    nx = nodes[node, N_NEXT]
+    if p != -1:
+        nodes[p, N_NEXT] = nx
+    else:
+        meta[M_OLDEST] = nx
+    if nx != -1:
+        nodes[nx, N_PREV] = p
+    else:
+        meta[M_NEWEST] = p
+
+
+@numba.njit(inline="always")
+def _release(nodes, meta, node):
+    """Detach ``node`` and put it on the free list."""
+    _detach(nodes, meta, node)
+    meta[M_COUNT] -= 1
+    meta[M_USED] -= nodes[node, N_SIZE]
+    nodes[node, N_NEXT] = meta[M_FREE]
+    meta[M_FREE] = node
+
+
+@numba.njit(cache=True)
+def _grown_nodes(nodes):
+    n = nodes.shape[0]
+    bigger = np.zeros((2 * n, 5), dtype=np.int64)
+    bigger[:n] = nodes
+    for i in range(n, 2 * n):
+        bigger[i, N_NEXT] = i + 1
+    bigger[2 * n - 1, N_NEXT] = -1
+    return bigger
+
+
+@jitclass([("table", int64[:, ::1]), ("nodes", int64[:, ::1]), ("meta", int64[::1]), ("capacity", int64)])
 class KeyList:
     """Keys ordered oldest to newest, with sizes and tags; O(1) membership,
     move and removal.
@@ -173,12 +215,19 @@ class KeyList:
         for i in range(n):
             self.nodes[i, N_NEXT] = i + 1
         self.nodes[n - 1, N_NEXT] = -1
-        self.free = 0
-        self.newest = -1
-        self.oldest = -1
-        self.count = 0
-        self.used = 0
+        self.meta = np.zeros(5, dtype=np.int64)
+        self.meta[M_NEWEST] = -1
+        self.meta[M_OLDEST] = -1
         self.capacity = capacity
+
+    @property
+    def count(self):
+        return self.meta[M_COUNT]
+
+    @property
+    def used(self):
+        """Bytes of the keys listed."""
+        return self.meta[M_USED]
 
     def contains(self, key):
         table = self.table
@@ -190,73 +239,43 @@ class KeyList:
         i = _slot_for(table, key)
         return table[i, VAL] if table[i, KEY] == key else -1
 
-    def _alloc(self):
-        if self.free == -1:
-            n = self.nodes.shape[0]
-            nodes = np.zeros((2 * n, 5), dtype=np.int64)
-            nodes[:n] = self.nodes
-            for i in range(n, 2 * n):
-                nodes[i, N_NEXT] = i + 1
-            nodes[2 * n - 1, N_NEXT] = -1
-            self.nodes = nodes
-            self.free = n
-        node = self.free
-        self.free = self.nodes[node, N_NEXT]
-        return node
-
     def push(self, key, size):
         """Append ``key`` (absent) as the newest, first dropping the oldest keys
         while the budget would be exceeded; a key larger than the whole budget
         is not recorded."""
+        meta = self.meta
         if self.capacity >= 0:
             if size > self.capacity:
                 return
-            while self.used + size > self.capacity:
+            while meta[M_USED] + size > self.capacity:
                 self.pop_oldest()
-        node = self._alloc()
+        if meta[M_FREE] == -1:
+            meta[M_FREE] = self.nodes.shape[0]
+            self.nodes = _grown_nodes(self.nodes)
         nodes = self.nodes
+        node = meta[M_FREE]
+        meta[M_FREE] = nodes[node, N_NEXT]
         nodes[node, N_KEY] = key
         nodes[node, N_SIZE] = size
         nodes[node, N_TAG] = 0
-        self._link_newest(node)
+        _link_newest(nodes, meta, node)
+        meta[M_COUNT] += 1
+        meta[M_USED] += size
         table = self.table
         i = _slot_for(table, key)
         table[i, KEY] = key
         table[i, VAL] = node
-        self.count += 1
-        self.used += size
-        if 2 * self.count > table.shape[0]:
+        if 2 * meta[M_COUNT] > table.shape[0]:
             self.table = grown_table(table)
-
-    def _link_newest(self, node):
-        nodes = self.nodes
-        nodes[node, N_PREV] = self.newest
-        nodes[node, N_NEXT] = -1
-        if self.newest != -1:
-            nodes[self.newest, N_NEXT] = node
-        else:
-            self.oldest = node
-        self.newest = node
-
-    def _detach(self, node):
-        nodes = self.nodes
-        p = nodes[node, N_PREV]
-        nx = nodes[node, N_NEXT]
-        if p != -1:
-            nodes[p, N_NEXT] = nx
-        else:
-            self.oldest = nx
-        if nx != -1:
-            nodes[nx, N_PREV] = p
-        else:
-            self.newest = p
 
     def move_to_newest(self, key):
         """Make ``key`` (present) the newest entry."""
         node = self._node(key)
-        if node != self.newest:
-            self._detach(node)
-            self._link_newest(node)
+        meta = self.meta
+        if node != meta[M_NEWEST]:
+            nodes = self.nodes
+            _detach(nodes, meta, node)
+            _link_newest(nodes, meta, node)
 
     def size_of(self, key):
         return self.nodes[self._node(key), N_SIZE]
@@ -269,16 +288,10 @@ class KeyList:
 
     def oldest_key(self):
         """Key of the oldest entry (``EMPTY_KEY`` if empty)."""
-        if self.oldest == -1:
+        oldest = self.meta[M_OLDEST]
+        if oldest == -1:
             return EMPTY_KEY
-        return self.nodes[self.oldest, N_KEY]
-
-    def _unlink(self, node):
-        self._detach(node)
-        self.count -= 1
-        self.used -= self.nodes[node, N_SIZE]
-        self.nodes[node, N_NEXT] = self.free
-        self.free = node
+        return self.nodes[oldest, N_KEY]
 
     def remove(self, key):
         """Forget ``key``; return whether it was present."""
@@ -288,16 +301,18 @@ class KeyList:
             return False
         node = table[i, VAL]
         _delete_at(table, i)
-        self._unlink(node)
+        _release(self.nodes, self.meta, node)
         return True
 
     def pop_oldest(self):
         """Drop the oldest entry and return its key (``EMPTY_KEY`` if empty)."""
-        node = self.oldest
+        meta = self.meta
+        node = meta[M_OLDEST]
         if node == -1:
             return EMPTY_KEY
-        key = self.nodes[node, N_KEY]
+        nodes = self.nodes
+        key = nodes[node, N_KEY]
         table = self.table
         _delete_at(table, _slot_for(table, key))
-        self._unlink(node)
+        _release(nodes, meta, node)
         return key
