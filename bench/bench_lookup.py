@@ -16,9 +16,14 @@ one line per figure and a final JSON line that embeds the configuration.
 
 from __future__ import annotations
 
+import os
+
+# Numba's and torch's OpenMP pools share this process: idle threads must sleep, not spin,
+# or each side's threads steal the cores the other is timed on.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
