@@ -93,11 +93,14 @@ class SsdTable:
         memory map; otherwise one ``Cursor.getmulti`` call copies them out.
         """
         if self.direct is not None:
+            reader = self.direct[0]
             buf, starts, ends = self._locate_direct(page_ids)
             check = ~self.verified[page_ids]
-            pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
-                               self.page_rows(page_ids[check]))
-            self.verified[page_ids[check]] = True
+            if check.any():
+                reader.prefetch(starts[check], ends[check])
+                pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
+                                   self.page_rows(page_ids[check]))
+                self.verified[page_ids[check]] = True
         else:
             buf, starts, ends = self._get_multi(txn, page_ids)
             pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))

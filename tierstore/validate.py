@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 MODES = {"sum": 0, "mean": 1, "max": 2}
+
+
+@numba.njit(nogil=True, cache=True)
+def id_range(ids):
+    """Smallest and largest id, in one pass."""
+    lo = hi = ids[0]
+    for i in range(1, ids.size):
+        v = ids[i]
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
+    return lo, hi
 
 
 def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
@@ -18,7 +32,7 @@ def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
         raise ValueError(f"table {table!r}: {name} {int(arr.max())} out of range; ids must be in [0, {num_rows})")
     arr = arr.astype(np.int64, copy=False)
     if arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
+        lo, hi = (int(v) for v in id_range(arr))
         if lo < 0:
             raise ValueError(f"table {table!r}: negative {name} ({lo}); ids must be in [0, {num_rows})")
         if hi >= num_rows:
