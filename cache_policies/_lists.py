@@ -60,6 +60,59 @@ COUNT = 0
 BYTES = 1
 
 
+@numba.njit(cache=True)
+def new_nodes(max_slots, n_lists):
+    """Nodes for ``max_slots`` slots, in no list, and ``n_lists`` empty lists."""
+    nodes = np.full((max_slots + n_lists, 4), NO_SLOT, dtype=np.int64)
+    for s in range(max_slots, max_slots + n_lists):
+        nodes[s, PREV] = s
+        nodes[s, NEXT] = s
+    return nodes
+
+
+@numba.njit(inline="always")
+def sl_tail(nodes, max_slots, lst):
+    """Oldest slot of list ``lst`` (``NO_SLOT`` if empty)."""
+    t = nodes[max_slots + lst, PREV]
+    return NO_SLOT if t >= max_slots else t
+
+
+@numba.njit(inline="always")
+def sl_push_head(nodes, stats, max_slots, lst, slot, size):
+    """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
+    dll_push_head(nodes, max_slots + lst, slot)
+    nodes[slot, SIZE] = size
+    nodes[slot, WHERE] = lst
+    stats[lst, COUNT] += 1
+    stats[lst, BYTES] += size
+
+
+@numba.njit(inline="always")
+def sl_unlink(nodes, stats, slot):
+    """Remove ``slot`` from its list; return the list it was in."""
+    dll_unlink(nodes, slot)
+    lst = nodes[slot, WHERE]
+    nodes[slot, WHERE] = -1
+    stats[lst, COUNT] -= 1
+    stats[lst, BYTES] -= nodes[slot, SIZE]
+    return lst
+
+
+@numba.njit(inline="always")
+def sl_move_to_head(nodes, stats, max_slots, lst, slot):
+    """Move ``slot`` (in any list) to the head of ``lst``."""
+    dll_unlink(nodes, slot)
+    dll_push_head(nodes, max_slots + lst, slot)
+    old = nodes[slot, WHERE]
+    if old != lst:
+        size = nodes[slot, SIZE]
+        nodes[slot, WHERE] = lst
+        stats[old, COUNT] -= 1
+        stats[old, BYTES] -= size
+        stats[lst, COUNT] += 1
+        stats[lst, BYTES] += size
+
+
 @jitclass([("nodes", int64[:, ::1]), ("stats", int64[:, ::1]), ("max_slots", int64)])
 class SlotLists:
     """``n_lists`` doubly linked lists over slots ``[0, max_slots)``.
@@ -70,10 +123,7 @@ class SlotLists:
 
     def __init__(self, max_slots, n_lists):
         self.max_slots = max_slots
-        self.nodes = np.full((max_slots + n_lists, 4), NO_SLOT, dtype=np.int64)
-        for s in range(max_slots, max_slots + n_lists):
-            self.nodes[s, PREV] = s
-            self.nodes[s, NEXT] = s
+        self.nodes = new_nodes(max_slots, n_lists)
         self.stats = np.zeros((n_lists, 2), dtype=np.int64)
 
     def head(self, lst):
@@ -83,8 +133,7 @@ class SlotLists:
 
     def tail(self, lst):
         """Oldest slot of ``lst`` (``NO_SLOT`` if empty)."""
-        t = self.nodes[self.max_slots + lst, PREV]
-        return NO_SLOT if t >= self.max_slots else t
+        return sl_tail(self.nodes, self.max_slots, lst)
 
     def size_of(self, slot):
         return self.nodes[slot, SIZE]
@@ -117,39 +166,15 @@ class SlotLists:
 
     def push_head(self, lst, slot, size):
         """Insert ``slot`` (of ``size`` bytes) at the head of list ``lst``."""
-        nodes = self.nodes
-        dll_push_head(nodes, self.max_slots + lst, slot)
-        nodes[slot, SIZE] = size
-        nodes[slot, WHERE] = lst
-        stats = self.stats
-        stats[lst, COUNT] += 1
-        stats[lst, BYTES] += size
+        sl_push_head(self.nodes, self.stats, self.max_slots, lst, slot, size)
 
     def unlink(self, slot):
         """Remove ``slot`` from its list; return the list it was in."""
-        nodes = self.nodes
-        dll_unlink(nodes, slot)
-        lst = nodes[slot, WHERE]
-        nodes[slot, WHERE] = -1
-        stats = self.stats
-        stats[lst, COUNT] -= 1
-        stats[lst, BYTES] -= nodes[slot, SIZE]
-        return lst
+        return sl_unlink(self.nodes, self.stats, slot)
 
     def move_to_head(self, lst, slot):
         """Move ``slot`` (in any list) to the head of ``lst``."""
-        nodes = self.nodes
-        dll_unlink(nodes, slot)
-        dll_push_head(nodes, self.max_slots + lst, slot)
-        old = nodes[slot, WHERE]
-        if old != lst:
-            size = nodes[slot, SIZE]
-            nodes[slot, WHERE] = lst
-            stats = self.stats
-            stats[old, COUNT] -= 1
-            stats[old, BYTES] -= size
-            stats[lst, COUNT] += 1
-            stats[lst, BYTES] += size
+        sl_move_to_head(self.nodes, self.stats, self.max_slots, lst, slot)
 
     def pop_tail(self, lst):
         """Unlink and return the tail of ``lst`` (``NO_SLOT`` if empty)."""

@@ -15,7 +15,7 @@ from numba import float64, int64
 from numba.experimental import jitclass
 
 from ._keymap import KeyList
-from ._lists import SlotLists
+from ._lists import BYTES, SIZE, new_nodes, sl_move_to_head, sl_push_head, sl_tail, sl_unlink
 from .base import protocol_defaults, register_policy
 
 T1 = 0
@@ -35,7 +35,9 @@ HIT_B2 = 2
         ("ghost_hit", int64),
         ("incoming_size", int64),
         ("key_of", int64[::1]),
-        ("lists", SlotLists.class_type.instance_type),
+        ("max_slots", int64),
+        ("nodes", int64[:, ::1]),
+        ("stats", int64[:, ::1]),
         ("b1", KeyList.class_type.instance_type),
         ("b2", KeyList.class_type.instance_type),
     ]
@@ -53,7 +55,9 @@ class ARCState:
         self.ghost_hit = NO_GHOST_HIT
         self.incoming_size = 0
         self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.lists = SlotLists(max_slots, 2)
+        self.max_slots = max_slots
+        self.nodes = new_nodes(max_slots, 2)
+        self.stats = np.zeros((2, 2), dtype=np.int64)
         n_ghost = min(max_slots, max(capacity, 16))
         self.b1 = KeyList(-1, n_ghost)
         self.b2 = KeyList(-1, n_ghost)
@@ -72,51 +76,53 @@ class ARCState:
         return size <= self.capacity
 
     def _drop(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size_of(slot)
+        sl_unlink(self.nodes, self.stats, slot)
+        self.used -= self.nodes[slot, SIZE]
         self.n_resident -= 1
 
     def _replace(self):
-        lists = self.lists
-        t1 = lists.nbytes(T1)
+        nodes = self.nodes
+        stats = self.stats
+        t1 = stats[T1, BYTES]
         from_t1 = t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == HIT_B2))
-        if from_t1 or lists.nbytes(T2) == 0:
-            slot = lists.tail(T1)
-            self.b1.push(self.key_of[slot], lists.size_of(slot))
+        if from_t1 or stats[T2, BYTES] == 0:
+            slot = sl_tail(nodes, self.max_slots, T1)
+            self.b1.push(self.key_of[slot], nodes[slot, SIZE])
         else:
-            slot = lists.tail(T2)
-            self.b2.push(self.key_of[slot], lists.size_of(slot))
+            slot = sl_tail(nodes, self.max_slots, T2)
+            self.b2.push(self.key_of[slot], nodes[slot, SIZE])
         self._drop(slot)
         return slot
 
     def victim(self):
         if self.ghost_hit != NO_GHOST_HIT:
             return self._replace()
-        lists = self.lists
-        t1 = lists.nbytes(T1)
-        if t1 + self.b1.used + self.incoming_size > self.capacity:
-            if self.b1.used > 0:
+        t1 = self.stats[T1, BYTES]
+        b1_bytes = self.b1.used
+        if t1 + b1_bytes + self.incoming_size > self.capacity:
+            if b1_bytes > 0:
                 self.b1.pop_oldest()
                 return self._replace()
-            slot = lists.tail(T1)
+            slot = sl_tail(self.nodes, self.max_slots, T1)
             self._drop(slot)
             return slot
-        if t1 + self.b1.used + lists.nbytes(T2) + self.b2.used >= 2 * self.capacity and self.b2.used > 0:
+        b2_bytes = self.b2.used
+        if t1 + b1_bytes + self.stats[T2, BYTES] + b2_bytes >= 2 * self.capacity and b2_bytes > 0:
             self.b2.pop_oldest()
         return self._replace()
 
     def on_insert(self, slot, key, size):
         self.key_of[slot] = key
         if self.ghost_hit != NO_GHOST_HIT:
-            self.lists.push_head(T2, slot, size)
+            sl_push_head(self.nodes, self.stats, self.max_slots, T2, slot, size)
             self.ghost_hit = NO_GHOST_HIT
         else:
-            self.lists.push_head(T1, slot, size)
+            sl_push_head(self.nodes, self.stats, self.max_slots, T1, slot, size)
         self.used += size
         self.n_resident += 1
 
     def on_hit(self, slot):
-        self.lists.move_to_head(T2, slot)
+        sl_move_to_head(self.nodes, self.stats, self.max_slots, T2, slot)
 
     def remove(self, slot):
         self._drop(slot)
