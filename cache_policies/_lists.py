@@ -24,13 +24,14 @@ NEXT = 1
 
 
 @numba.njit(cache=True)
-def new_links(n_slots, n_lists):
-    """Links for ``n_slots`` slots and ``n_lists`` empty lists (sentinels after the slots)."""
-    links = np.full((n_slots + n_lists, 2), NO_SLOT, dtype=np.int64)
-    for s in range(n_slots, n_slots + n_lists):
-        links[s, PREV] = s
-        links[s, NEXT] = s
-    return links
+def new_nodes(max_slots, n_lists, n_fields):
+    """Nodes (``n_fields`` columns, links first) for ``max_slots`` slots in no
+    list, then the sentinels of ``n_lists`` empty lists."""
+    nodes = np.full((max_slots + n_lists, n_fields), NO_SLOT, dtype=np.int64)
+    for s in range(max_slots, max_slots + n_lists):
+        nodes[s, PREV] = s
+        nodes[s, NEXT] = s
+    return nodes
 
 
 @numba.njit(inline="always")
@@ -58,16 +59,6 @@ WHERE = 3
 # per-list fields of SlotLists
 COUNT = 0
 BYTES = 1
-
-
-@numba.njit(cache=True)
-def new_nodes(max_slots, n_lists):
-    """Nodes for ``max_slots`` slots, in no list, and ``n_lists`` empty lists."""
-    nodes = np.full((max_slots + n_lists, 4), NO_SLOT, dtype=np.int64)
-    for s in range(max_slots, max_slots + n_lists):
-        nodes[s, PREV] = s
-        nodes[s, NEXT] = s
-    return nodes
 
 
 @numba.njit(inline="always")
@@ -123,7 +114,7 @@ class SlotLists:
 
     def __init__(self, max_slots, n_lists):
         self.max_slots = max_slots
-        self.nodes = new_nodes(max_slots, n_lists)
+        self.nodes = new_nodes(max_slots, n_lists, 4)
         self.stats = np.zeros((n_lists, 2), dtype=np.int64)
 
     def head(self, lst):

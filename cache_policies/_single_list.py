@@ -6,7 +6,7 @@ import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_links
+from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_nodes
 from .base import protocol_defaults
 
 
@@ -36,7 +36,7 @@ class SingleListState:
         self.n_pending = 0
         self.promote_on_hit = promote_on_hit
         self.sentinel = max_slots
-        self.links = new_links(max_slots, 1)
+        self.links = new_nodes(max_slots, 1, 2)
         self.size = np.zeros(max_slots, dtype=np.int64)
 
     def admit(self, key, size):

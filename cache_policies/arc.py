@@ -56,7 +56,7 @@ class ARCState:
         self.incoming_size = 0
         self.key_of = np.zeros(max_slots, dtype=np.int64)
         self.max_slots = max_slots
-        self.nodes = new_nodes(max_slots, 2)
+        self.nodes = new_nodes(max_slots, 2, 4)
         self.stats = np.zeros((2, 2), dtype=np.int64)
         n_ghost = min(max_slots, max(capacity, 16))
         self.b1 = KeyList(-1, n_ghost)

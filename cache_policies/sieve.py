@@ -12,7 +12,7 @@ import numpy as np
 from numba import boolean, int64
 from numba.experimental import jitclass
 
-from ._lists import NO_SLOT, PREV, dll_push_head, dll_unlink, new_links
+from ._lists import NO_SLOT, PREV, dll_push_head, dll_unlink, new_nodes
 from .base import protocol_defaults, register_policy
 
 
@@ -41,7 +41,7 @@ class SieveState:
         self.hand = NO_SLOT
         self.sentinel = max_slots
         self.visited = np.zeros(max_slots, dtype=np.bool_)
-        self.links = new_links(max_slots, 1)
+        self.links = new_nodes(max_slots, 1, 2)
         self.size = np.zeros(max_slots, dtype=np.int64)
 
     def admit(self, key, size):
