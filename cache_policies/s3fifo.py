@@ -18,7 +18,7 @@ from numba import boolean, int64
 from numba.experimental import jitclass
 
 from ._keymap import KeyList
-from ._lists import SlotLists
+from ._lists import BYTES, COUNT, SIZE, new_nodes, sl_move_to_head, sl_push_head, sl_tail, sl_unlink
 from .base import protocol_defaults, register_policy
 
 SMALL = 0
@@ -38,7 +38,9 @@ MAIN = 1
         ("ghost_hit", boolean),
         ("freq", int64[::1]),
         ("key_of", int64[::1]),
-        ("lists", SlotLists.class_type.instance_type),
+        ("max_slots", int64),
+        ("nodes", int64[:, ::1]),
+        ("stats", int64[:, ::1]),
         ("ghost", KeyList.class_type.instance_type),
     ]
 )
@@ -58,7 +60,9 @@ class S3FIFOState:
         self.ghost_hit = False
         self.freq = np.zeros(max_slots, dtype=np.int64)
         self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.lists = SlotLists(max_slots, 2)
+        self.max_slots = max_slots
+        self.nodes = new_nodes(max_slots, 2, 4)
+        self.stats = np.zeros((2, 2), dtype=np.int64)
         self.ghost = KeyList(ghost_capacity, min(max_slots, max(ghost_capacity, 16)))
 
     def admit(self, key, size):
@@ -68,48 +72,48 @@ class S3FIFOState:
         return self.ghost_hit or size < self.small_capacity
 
     def _evict_main(self):
-        lists = self.lists
+        nodes = self.nodes
+        freq = self.freq
         while True:
-            slot = lists.tail(MAIN)
-            f = self.freq[slot]
+            slot = sl_tail(nodes, self.max_slots, MAIN)
+            f = freq[slot]
             if f >= 1:
-                self.freq[slot] = min(f, 3) - 1
-                lists.move_to_head(MAIN, slot)
+                freq[slot] = min(f, 3) - 1
+                sl_move_to_head(nodes, self.stats, self.max_slots, MAIN, slot)
             else:
                 return slot
 
     def victim(self):
         self.has_evicted = True
-        lists = self.lists
+        nodes = self.nodes
+        stats = self.stats
+        freq = self.freq
         while True:
-            if lists.nbytes(MAIN) > self.main_capacity or lists.count(SMALL) == 0:
+            if stats[MAIN, BYTES] > self.main_capacity or stats[SMALL, COUNT] == 0:
                 slot = self._evict_main()
                 break
             slot = -1
-            while lists.count(SMALL) > 0:
-                s = lists.tail(SMALL)
-                if self.freq[s] >= self.threshold:
-                    self.freq[s] = 0
-                    lists.move_to_head(MAIN, s)
+            while stats[SMALL, COUNT] > 0:
+                s = sl_tail(nodes, self.max_slots, SMALL)
+                if freq[s] >= self.threshold:
+                    freq[s] = 0
+                    sl_move_to_head(nodes, stats, self.max_slots, MAIN, s)
                 else:
-                    self.ghost.push(self.key_of[s], lists.size_of(s))
+                    self.ghost.push(self.key_of[s], nodes[s, SIZE])
                     slot = s
                     break
             if slot != -1:
                 break
-        lists.unlink(slot)
-        self.used -= lists.size_of(slot)
+        sl_unlink(nodes, stats, slot)
+        self.used -= nodes[slot, SIZE]
         self.n_resident -= 1
         return slot
 
     def on_insert(self, slot, key, size):
         self.key_of[slot] = key
         self.freq[slot] = 0
-        lists = self.lists
-        if self.ghost_hit or (not self.has_evicted and lists.nbytes(SMALL) >= self.small_capacity):
-            lists.push_head(MAIN, slot, size)
-        else:
-            lists.push_head(SMALL, slot, size)
+        to_main = self.ghost_hit or (not self.has_evicted and self.stats[SMALL, BYTES] >= self.small_capacity)
+        sl_push_head(self.nodes, self.stats, self.max_slots, MAIN if to_main else SMALL, slot, size)
         self.ghost_hit = False
         self.used += size
         self.n_resident += 1
@@ -118,8 +122,8 @@ class S3FIFOState:
         self.freq[slot] += 1
 
     def remove(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size_of(slot)
+        sl_unlink(self.nodes, self.stats, slot)
+        self.used -= self.nodes[slot, SIZE]
         self.n_resident -= 1
 
 
