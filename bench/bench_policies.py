@@ -24,7 +24,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ class PolicyBenchConfig:
     dim: int = 16
     dram_batches: int = 200
     seed: int = 0
-    notes: dict = field(default_factory=dict)
 
 
 def zipf_trace(alpha: float, n_keys: int, n_requests: int, seed: int) -> np.ndarray:
