@@ -59,11 +59,13 @@ class SsdTable:
 
     config: TableConfig
     db: object
+    db_name: bytes
     positions: np.ndarray | None = None
     version: tuple = ()
     counters: ReadCounters = field(default_factory=ReadCounters)
-    #: ``(LmdbDirectReader, root page)`` for this read transaction, or None to read through py-lmdb.
-    direct: tuple | None = None
+    #: ``[LmdbDirectReader, root page or None until first needed]`` for the current read transaction,
+    #: or None to read through py-lmdb.
+    direct: list | None = None
     value_start: np.ndarray | None = None
     value_end: np.ndarray | None = None
     verified: np.ndarray | None = None
@@ -92,7 +94,7 @@ class SsdTable:
         With a direct reader the pages are verified and decoded in place in the
         memory map; otherwise one ``Cursor.getmulti`` call copies them out.
         """
-        if self.direct is not None:
+        if self.direct is not None and self._resolve_root(txn):
             reader = self.direct[0]
             buf, starts, ends = self._locate_direct(page_ids)
             check = ~self.verified[page_ids]
@@ -109,6 +111,17 @@ class SsdTable:
         if self.config.compression == "zstd":
             buf, starts = pages.decompress_pages(buf, starts)
         return buf, starts
+
+    def _resolve_root(self, txn) -> bool:
+        """Find this table's B+tree root in ``txn``'s snapshot; False if the snapshot's meta page was
+        reused by later commits (then this read goes through py-lmdb, which sees the same snapshot)."""
+        reader, root = self.direct
+        if root is None:
+            roots = reader.roots(txn, [self.db_name])
+            if roots is None:
+                return False
+            self.direct[1] = roots[self.db_name]
+        return True
 
     def _missing(self, page_ids):
         return pages.CorruptPageError(

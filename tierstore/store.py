@@ -221,18 +221,14 @@ class Store:
 
     @contextmanager
     def reading(self):
-        """A read transaction with every ready table's pages located through the direct reader when available."""
-        while True:
-            txn = self.read_txn()
-            if self._direct is None:
-                break
-            names = {name: _pages_db(name, self._entry(self._meta, name)["layout"]) for name in self._ssd}
-            roots = self._direct.roots(txn, list(names.values()))
-            if roots is not None:
-                for name, ssd in self._ssd.items():
-                    ssd.direct = (self._direct, roots[names[name]])
-                break
-            txn.abort()
+        """A read transaction in which tables read their pages through the direct reader when available.
+
+        Each table finds its B+tree root in the snapshot on its first page read.
+        """
+        txn = self.read_txn()
+        if self._direct is not None:
+            for ssd in self._ssd.values():
+                ssd.direct = [self._direct, None]
         try:
             yield txn
         finally:
@@ -261,7 +257,8 @@ class Store:
         with self.env.begin() as txn:
             for entry, config, db in ready:
                 positions = None if entry["identity"] else self._read_positions(txn, config, entry["layout"])
-                table = SsdTable(config, db, positions, (entry["layout"], entry["data_version"]))
+                name = _pages_db(config.name, entry["layout"])
+                table = SsdTable(config, db, name, positions, (entry["layout"], entry["data_version"]))
                 table.keep_caches_of(self._ssd.get(config.name))
                 ssd_tables[config.name] = table
         self._meta, self.tables, self._ssd, self._epoch = meta, tables, ssd_tables, epoch

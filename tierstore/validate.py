@@ -10,14 +10,11 @@ MODES = {"sum": 0, "mean": 1, "max": 2}
 
 @numba.njit(nogil=True, cache=True)
 def id_range(ids):
-    """Smallest and largest id, in one pass."""
+    """Smallest and largest id, in one branch-free (vectorizable) pass."""
     lo = hi = ids[0]
     for i in range(1, ids.size):
-        v = ids[i]
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
+        lo = min(lo, ids[i])
+        hi = max(hi, ids[i])
     return lo, hi
 
 
