@@ -47,6 +47,15 @@ def _log2_bin(d):
 
 
 @numba.njit(cache=True)
+def _record_reuse(reuse_hist, prev, pos):
+    """Bin the reuse time ``pos - prev`` (the last bin counts first accesses, ``prev < 0``)."""
+    if prev < 0:
+        reuse_hist[reuse_hist.size - 1] += 1
+    else:
+        reuse_hist[_log2_bin(pos - prev)] += 1
+
+
+@numba.njit(cache=True)
 def count_and_reuse_dense(rows, first_position, counts, last_seen, reuse_hist):
     """Count accesses per row and bin reuse times, for rows that index dense arrays.
 
@@ -67,11 +76,7 @@ def count_and_reuse_dense(rows, first_position, counts, last_seen, reuse_hist):
         r = rows[i]
         pos = first_position + i
         counts[r] += 1
-        prev = last_seen[r]
-        if prev < 0:
-            reuse_hist[reuse_hist.size - 1] += 1
-        else:
-            reuse_hist[_log2_bin(pos - prev)] += 1
+        _record_reuse(reuse_hist, last_seen[r], pos)
         last_seen[r] = pos
 
 
@@ -82,11 +87,7 @@ def count_and_reuse_sparse(rows, first_position, counts, last_seen, reuse_hist):
         r = rows[i]
         pos = first_position + i
         counts[r] = counts.get(r, 0) + 1
-        prev = last_seen.get(r, -1)
-        if prev < 0:
-            reuse_hist[reuse_hist.size - 1] += 1
-        else:
-            reuse_hist[_log2_bin(pos - prev)] += 1
+        _record_reuse(reuse_hist, last_seen.get(r, -1), pos)
         last_seen[r] = pos
 
 
