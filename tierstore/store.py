@@ -315,7 +315,8 @@ class Store:
 
     # ----------------------------------------------------------------- reads
     def _locate(self, txn, name: str, idx: np.ndarray):
-        """Where each index's row is: ``loc`` (>= 0 slab slot, < 0 row of ``extra``), the slab and ``extra``."""
+        """Where each index's row is: ``loc`` (>= 0 slab slot, < 0 row of ``extra``), the slab, ``extra``,
+        and the rows to offer the DRAM tier once the batch is pooled (None: nothing to offer)."""
         tier = self._tier_of.get(name)
         ssd = self._ssd_of(name)
         if tier is not None and tier.fully_resident(name):
@@ -331,10 +332,16 @@ class Store:
         hits = int(np.count_nonzero(loc >= 0))
         self._stats.dram_hits += hits
         self._stats.dram_misses += idx.size - hits
-        slab = tier.slabs[tier.position[name]] if tier is not None else _EMPTY
-        return loc, slab, extra, (tier, miss_rows, extra)
+        if tier is None:
+            return loc, _EMPTY, extra, None
+        return loc, tier.slabs[tier.position[name]], extra, (miss_rows, extra)
 
-    def _pool_table(self, txn, name, indices, offsets, per_sample_weights, mode, include_last_offset, out):
+    def _admit(self, name: str, pending) -> None:
+        """Offer a batch's missed rows to the DRAM tier (after pooling: evictions cannot touch its rows)."""
+        if pending is not None:
+            self._stats.rows_admitted += self._tier_of[name].admit(name, *pending)
+
+    def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out):
         config = self._table(name)
         idx, off, weights, mode_code = check_bags(name, config.num_rows, indices, offsets, per_sample_weights, mode,
                                                   include_last_offset)
@@ -400,16 +407,14 @@ class Store:
         with self._lock:
             started = time.perf_counter()
             checked = [
-                (r[0],) + self._pool_table(None, *r, None if views is None else views[r[0]]) for r in requests
+                (r[0],) + self._check_request(*r, None if views is None else views[r[0]]) for r in requests
             ]
             results = []
             with self.reading() as txn:
                 for name, idx, off, weights, mode_code, out in checked:
                     loc, slab, extra, pending = self._locate(txn, name, idx)
                     kernels.pool_rows(slab, extra, loc, off, weights, mode_code, out)
-                    if pending is not None and pending[0] is not None:
-                        tier, rows, values = pending
-                        self._stats.rows_admitted += tier.admit(name, rows, values)
+                    self._admit(name, pending)
                     self._stats.lookups += idx.size
                     self._stats.bags += off.size - 1
                     results.append(out)
@@ -425,9 +430,7 @@ class Store:
             loc, slab, extra, pending = self._locate(txn, table, idx)
             out = np.empty((idx.size, config.dim), dtype=np.float32)
             kernels.gather_rows(slab, extra, loc, out)
-            if pending is not None and pending[0] is not None:
-                tier, rows, values = pending
-                self._stats.rows_admitted += tier.admit(table, rows, values)
+            self._admit(table, pending)
             return out
 
     def warm(self, table: str, progress: bool = False) -> None:
