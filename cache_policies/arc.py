@@ -6,23 +6,85 @@ each.  A ghost hit in B1 grows the target size ``p`` of T1, a ghost hit in B2
 shrinks it, and the object goes to T2; REPLACE evicts from T1 when it exceeds
 ``p``, else from T2.  Sizes count bytes, ``p`` is a float and ghost lists are
 trimmed as in libCacheSim (|T1|+|B1| <= c, total <= 2c).
+
+All four lists live in one node array held by the state (numba reference
+counts each array a method touches, so fewer arrays make cheaper steps):
+rows ``[0, max_slots)`` are the resident slots, then the sentinels of T1, T2,
+B1 and B2 (circular doubly linked lists, ``_lists``; a sentinel's ``SIZE``
+is its list's bytes), then the ghost nodes, free ones chained through
+``NEXT``.  Ghosts are found by key in one open-addressing table (``_keymap``)
+mapping a key to its ghost node, so a miss probes one table.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import float64, int64
 from numba.experimental import jitclass
 
-from ._keymap import KeyList
-from ._lists import BYTES, SIZE, new_nodes, sl_move_to_head, sl_push_head, sl_tail, sl_unlink
+from ._keymap import KEY, VAL, _delete_at, _slot_for, grown_table, new_table
+from ._lists import NEXT, PREV, dll_push_head, dll_unlink
 from .base import protocol_defaults, register_policy
 
+# lists, as offsets of their sentinels from row ``max_slots``
 T1 = 0
 T2 = 1
-NO_GHOST_HIT = 0
-HIT_B1 = 1
-HIT_B2 = 2
+B1 = 2
+B2 = 3
+N_LISTS = 4
+NO_GHOST_HIT = -1
+# node fields (PREV and NEXT as in ``_lists``)
+SIZE = 2
+KEY_OF = 3
+LIST = 4
+N_FIELDS = 5
+
+
+@numba.njit(cache=True)
+def _chain_free(nodes, first):
+    """Chain rows ``[first, len(nodes))`` into a free list through ``NEXT``."""
+    for node in range(first, nodes.shape[0] - 1):
+        nodes[node, NEXT] = node + 1
+    nodes[nodes.shape[0] - 1, NEXT] = -1
+
+
+@numba.njit(cache=True)
+def _new_nodes(max_slots, n_ghosts):
+    """Nodes for ``max_slots`` slots, the four empty lists and ``n_ghosts``
+    free ghost nodes."""
+    nodes = np.full((max_slots + N_LISTS + n_ghosts, N_FIELDS), -1, dtype=np.int64)
+    for sentinel in range(max_slots, max_slots + N_LISTS):
+        nodes[sentinel, PREV] = sentinel
+        nodes[sentinel, NEXT] = sentinel
+        nodes[sentinel, SIZE] = 0
+    _chain_free(nodes, max_slots + N_LISTS)
+    return nodes
+
+
+@numba.njit(cache=True)
+def _grown_nodes(nodes, n_more):
+    """``nodes`` with ``n_more`` free ghost nodes appended."""
+    n = nodes.shape[0]
+    bigger = np.full((n + n_more, N_FIELDS), -1, dtype=np.int64)
+    bigger[:n] = nodes
+    _chain_free(bigger, n)
+    return bigger
+
+
+@numba.njit(inline="always")
+def _push_head(nodes, sentinel, node, size, lst):
+    """Link ``node`` (of ``size`` bytes) at the head of list ``lst``."""
+    dll_push_head(nodes, sentinel, node)
+    nodes[node, LIST] = lst
+    nodes[sentinel, SIZE] += size
+
+
+@numba.njit(inline="always")
+def _unlink(nodes, base, node):
+    """Unlink ``node`` from its list (the lists' sentinels start at row ``base``)."""
+    dll_unlink(nodes, node)
+    nodes[base + nodes[node, LIST], SIZE] -= nodes[node, SIZE]
 
 
 @jitclass(
@@ -34,12 +96,12 @@ HIT_B2 = 2
         ("p", float64),
         ("ghost_hit", int64),
         ("incoming_size", int64),
-        ("key_of", int64[::1]),
-        ("max_slots", int64),
+        ("base", int64),
         ("nodes", int64[:, ::1]),
-        ("stats", int64[:, ::1]),
-        ("b1", KeyList.class_type.instance_type),
-        ("b2", KeyList.class_type.instance_type),
+        ("free_ghost", int64),
+        ("n_ghosts", int64),
+        ("ghost_table", int64[:, ::1]),
+        ("max_ghosts", int64),
     ]
 )
 @protocol_defaults
@@ -54,78 +116,118 @@ class ARCState:
         self.p = 0.0
         self.ghost_hit = NO_GHOST_HIT
         self.incoming_size = 0
-        self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.max_slots = max_slots
-        self.nodes = new_nodes(max_slots, 2, 4)
-        self.stats = np.zeros((2, 2), dtype=np.int64)
-        n_ghost = min(max_slots, max(capacity, 16))
-        self.b1 = KeyList(-1, n_ghost)
-        self.b2 = KeyList(-1, n_ghost)
+        self.base = max_slots
+        n_ghosts = min(2 * max_slots, 2 * max(capacity, 16))
+        self.nodes = _new_nodes(max_slots, n_ghosts)
+        self.free_ghost = max_slots + N_LISTS
+        self.n_ghosts = 0
+        self.ghost_table = new_table(n_ghosts)
+        self.max_ghosts = self.ghost_table.shape[0] // 2
 
     def admit(self, key, size):
         self.ghost_hit = NO_GHOST_HIT
         self.incoming_size = size
-        b1_bytes = self.b1.used
-        b2_bytes = self.b2.used
-        if self.b1.remove(key):
-            self.ghost_hit = HIT_B1
-            self.p = min(self.p + max(b2_bytes / b1_bytes, 1.0), float(self.capacity))
-        elif self.b2.remove(key):
-            self.ghost_hit = HIT_B2
-            self.p = max(self.p - max(b1_bytes / b2_bytes, 1.0), 0.0)
+        table = self.ghost_table
+        i = _slot_for(table, key)
+        if table[i, KEY] == key:
+            node = table[i, VAL]
+            _delete_at(table, i)
+            nodes = self.nodes
+            base = self.base
+            b1_bytes = nodes[base + B1, SIZE]
+            b2_bytes = nodes[base + B2, SIZE]
+            lst = nodes[node, LIST]
+            if lst == B1:
+                self.p = min(self.p + max(b2_bytes / b1_bytes, 1.0), float(self.capacity))
+            else:
+                self.p = max(self.p - max(b1_bytes / b2_bytes, 1.0), 0.0)
+            self.ghost_hit = lst
+            _unlink(nodes, base, node)
+            nodes[node, NEXT] = self.free_ghost
+            self.free_ghost = node
+            self.n_ghosts -= 1
         return size <= self.capacity
 
-    def _drop(self, slot):
-        sl_unlink(self.nodes, self.stats, slot)
-        self.used -= self.nodes[slot, SIZE]
-        self.n_resident -= 1
-
-    def _replace(self):
-        nodes = self.nodes
-        stats = self.stats
-        t1 = stats[T1, BYTES]
-        from_t1 = t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == HIT_B2))
-        if from_t1 or stats[T2, BYTES] == 0:
-            slot = sl_tail(nodes, self.max_slots, T1)
-            self.b1.push(self.key_of[slot], nodes[slot, SIZE])
-        else:
-            slot = sl_tail(nodes, self.max_slots, T2)
-            self.b2.push(self.key_of[slot], nodes[slot, SIZE])
-        self._drop(slot)
-        return slot
+    def _grow(self):
+        """Make room for one more ghost in the node array and the table."""
+        if self.free_ghost == -1:
+            self.free_ghost = self.nodes.shape[0]
+            self.nodes = _grown_nodes(self.nodes, self.nodes.shape[0] - self.base)
+        if self.n_ghosts >= self.max_ghosts:
+            self.ghost_table = grown_table(self.ghost_table)
+            self.max_ghosts = self.ghost_table.shape[0] // 2
 
     def victim(self):
-        if self.ghost_hit != NO_GHOST_HIT:
-            return self._replace()
-        t1 = self.stats[T1, BYTES]
-        b1_bytes = self.b1.used
-        if t1 + b1_bytes + self.incoming_size > self.capacity:
-            if b1_bytes > 0:
-                self.b1.pop_oldest()
-                return self._replace()
-            slot = sl_tail(self.nodes, self.max_slots, T1)
-            self._drop(slot)
-            return slot
-        b2_bytes = self.b2.used
-        if t1 + b1_bytes + self.stats[T2, BYTES] + b2_bytes >= 2 * self.capacity and b2_bytes > 0:
-            self.b2.pop_oldest()
-        return self._replace()
+        if self.free_ghost == -1 or self.n_ghosts >= self.max_ghosts:
+            self._grow()
+        nodes = self.nodes
+        table = self.ghost_table
+        base = self.base
+        t1_bytes = nodes[base + T1, SIZE]
+        if self.ghost_hit == NO_GHOST_HIT:
+            b1_bytes = nodes[base + B1, SIZE]
+            b2_bytes = nodes[base + B2, SIZE]
+            trim = NO_GHOST_HIT
+            if t1_bytes + b1_bytes + self.incoming_size > self.capacity:
+                if b1_bytes == 0:
+                    slot = nodes[base + T1, PREV]
+                    _unlink(nodes, base, slot)
+                    self.used -= nodes[slot, SIZE]
+                    self.n_resident -= 1
+                    return slot
+                trim = B1
+            elif t1_bytes + b1_bytes + nodes[base + T2, SIZE] + b2_bytes >= 2 * self.capacity and b2_bytes > 0:
+                trim = B2
+            if trim != NO_GHOST_HIT:
+                oldest = nodes[base + trim, PREV]
+                _delete_at(table, _slot_for(table, nodes[oldest, KEY_OF]))
+                _unlink(nodes, base, oldest)
+                nodes[oldest, NEXT] = self.free_ghost
+                self.free_ghost = oldest
+                self.n_ghosts -= 1
+        # REPLACE: the T1 or T2 tail becomes the newest ghost of B1 or B2
+        from_t1 = t1_bytes > 0 and (t1_bytes > self.p or (t1_bytes == self.p and self.ghost_hit == B2))
+        lst = T1 if from_t1 or nodes[base + T2, SIZE] == 0 else T2
+        slot = nodes[base + lst, PREV]
+        _unlink(nodes, base, slot)
+        size = nodes[slot, SIZE]
+        key = nodes[slot, KEY_OF]
+        self.used -= size
+        self.n_resident -= 1
+        ghost = self.free_ghost
+        self.free_ghost = nodes[ghost, NEXT]
+        nodes[ghost, KEY_OF] = key
+        nodes[ghost, SIZE] = size
+        ghost_list = B1 if lst == T1 else B2
+        _push_head(nodes, base + ghost_list, ghost, size, ghost_list)
+        self.n_ghosts += 1
+        i = _slot_for(table, key)
+        table[i, KEY] = key
+        table[i, VAL] = ghost
+        return slot
 
     def on_insert(self, slot, key, size):
-        self.key_of[slot] = key
-        if self.ghost_hit != NO_GHOST_HIT:
-            sl_push_head(self.nodes, self.stats, self.max_slots, T2, slot, size)
-            self.ghost_hit = NO_GHOST_HIT
-        else:
-            sl_push_head(self.nodes, self.stats, self.max_slots, T1, slot, size)
+        nodes = self.nodes
+        lst = T1 if self.ghost_hit == NO_GHOST_HIT else T2
+        nodes[slot, KEY_OF] = key
+        nodes[slot, SIZE] = size
+        _push_head(nodes, self.base + lst, slot, size, lst)
+        self.ghost_hit = NO_GHOST_HIT
         self.used += size
         self.n_resident += 1
 
     def on_hit(self, slot):
-        sl_move_to_head(self.nodes, self.stats, self.max_slots, T2, slot)
+        nodes = self.nodes
+        head = self.base + T2
+        if nodes[head, NEXT] != slot:
+            _unlink(nodes, self.base, slot)
+            _push_head(nodes, head, slot, nodes[slot, SIZE], T2)
 
     def remove(self, slot):
-        self._drop(slot)
+        nodes = self.nodes
+        _unlink(nodes, self.base, slot)
+        self.used -= nodes[slot, SIZE]
+        self.n_resident -= 1
 
 
 @register_policy("arc", {}, "adaptive replacement cache")
