@@ -413,9 +413,18 @@ def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
             raise ValueError(f"per-sample weights need mode sum, got mode {MODE_NAMES[mode]}")
         if not isinstance(weights, np.ndarray) or weights.dtype != np.float32 or weights.shape != loc.shape:
             raise ValueError(f"weights must be float32 of shape {loc.shape}, got {_describe(weights)}")
-    if out.shape[0] == 0 or dim == 0:
+    pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out)
+
+
+def pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out) -> None:
+    """:func:`pool_rows` without its argument checks, for callers that have made them (the store).
+
+    Wrong arguments here read or write out of bounds; use :func:`pool_rows` elsewhere.
+    """
+    if out.shape[0] == 0 or out.shape[1] == 0:
         return
-    kernel = _pool_kernel(dim, mode, weighted, extra.shape[0] > 0)
+    weighted = weights is not None
+    kernel = _pool_kernel(out.shape[1], mode, weighted, extra.shape[0] > 0)
     n_chunks = min(numba.get_num_threads(), out.shape[0])
     kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks)
 

@@ -413,7 +413,7 @@ class Store:
             with self.reading() as txn:
                 for name, idx, off, weights, mode_code, out in checked:
                     loc, slab, extra, pending = self._locate(txn, name, idx)
-                    kernels.pool_rows(slab, extra, loc, off, weights, mode_code, out)
+                    kernels.pool_rows_unchecked(slab, extra, loc, off, weights, mode_code, out)
                     self._admit(name, pending)
                     self._stats.lookups += idx.size
                     self._stats.bags += off.size - 1

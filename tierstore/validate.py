@@ -18,6 +18,43 @@ def id_range(ids):
     return lo, hi
 
 
+@numba.njit(nogil=True, cache=True)
+def bag_bounds(offsets, n, include_last_offset):
+    """Bag boundaries ``[B + 1]`` from torch-style ``offsets`` over ``n`` indices, checked in one pass.
+
+    Returns
+    -------
+    bounds : int64[B + 1]
+        ``offsets`` with ``n`` appended unless ``include_last_offset``.
+    ok : bool
+        The bounds start at 0, never decrease and end at ``n``.
+    """
+    size = offsets.size if include_last_offset else offsets.size + 1
+    bounds = np.empty(size, dtype=np.int64)
+    bounds[: offsets.size] = offsets
+    if not include_last_offset:
+        bounds[size - 1] = n
+    ok = bounds[0] == 0 and bounds[size - 1] == n
+    for i in range(1, size):
+        ok &= bounds[i] >= bounds[i - 1]
+    return bounds, ok
+
+
+def _raise_offsets_error(table: str, bounds: np.ndarray, n: int, include_last_offset: bool):
+    """Name the first problem of bounds that :func:`bag_bounds` rejected."""
+    if include_last_offset and bounds[-1] != n:
+        raise ValueError(f"table {table!r}: last offset {int(bounds[-1])} must equal len(indices) = {n}")
+    if bounds.max() > n:
+        raise ValueError(f"table {table!r}: offsets run past len(indices) = {n}")
+    if bounds[0] != 0:
+        raise ValueError(f"table {table!r}: offsets must start at 0, got {int(bounds[0])}")
+    bad = int(np.flatnonzero(np.diff(bounds) < 0)[0])
+    raise ValueError(
+        f"table {table!r}: offsets must be non-decreasing (offsets[{bad}]={int(bounds[bad])} > "
+        f"offsets[{bad + 1}]={int(bounds[bad + 1])})"
+    )
+
+
 def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
     """Row ids as a 1-D int64 array, all in ``[0, num_rows)``."""
     arr = np.asarray(ids)
@@ -29,7 +66,7 @@ def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
         raise ValueError(f"table {table!r}: {name} {int(arr.max())} out of range; ids must be in [0, {num_rows})")
     arr = arr.astype(np.int64, copy=False)
     if arr.size:
-        lo, hi = (int(v) for v in id_range(arr))
+        lo, hi = id_range(arr)
         if lo < 0:
             raise ValueError(f"table {table!r}: negative {name} ({lo}); ids must be in [0, {num_rows})")
         if hi >= num_rows:
@@ -56,29 +93,13 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
         raise ValueError(f"table {table!r}: offsets must be 1-D, got shape {off.shape}")
     if off.size and off.dtype.kind not in "iu":
         raise ValueError(f"table {table!r}: offsets must be integers, got dtype {off.dtype}")
-    off = off.astype(np.int64)
-    if include_last_offset:
-        if off.size == 0:
-            raise ValueError(f"table {table!r}: with include_last_offset, offsets needs B + 1 >= 1 entries")
-        if off[-1] != idx.size:
-            raise ValueError(
-                f"table {table!r}: last offset {int(off[-1])} must equal len(indices) = {idx.size}"
-            )
-    elif off.size and off.max() > idx.size:
+    if include_last_offset and off.size == 0:
+        raise ValueError(f"table {table!r}: with include_last_offset, offsets needs B + 1 >= 1 entries")
+    if off.dtype == np.uint64 and off.size and int(off.max()) > idx.size:
         raise ValueError(f"table {table!r}: offsets run past len(indices) = {idx.size}")
-    else:
-        off = np.append(off, np.int64(idx.size))
-    if off[0] != 0:
-        raise ValueError(f"table {table!r}: offsets must start at 0, got {int(off[0])}")
-    steps = np.diff(off)
-    if steps.size and steps.min() < 0:
-        bad = int(np.flatnonzero(steps < 0)[0])
-        raise ValueError(
-            f"table {table!r}: offsets must be non-decreasing (offsets[{bad}]={int(off[bad])} > "
-            f"offsets[{bad + 1}]={int(off[bad + 1])})"
-        )
-    if off[-1] > idx.size:
-        raise ValueError(f"table {table!r}: offsets run past len(indices) = {idx.size}")
+    bounds, ok = bag_bounds(off.astype(np.int64, copy=False), idx.size, include_last_offset)
+    if not ok:
+        _raise_offsets_error(table, bounds, idx.size, include_last_offset)
     weights = None
     if per_sample_weights is not None:
         if mode != "sum":
@@ -89,4 +110,4 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
         if w.size and w.dtype.kind != "f":
             raise ValueError(f"table {table!r}: per_sample_weights must be floating point, got dtype {w.dtype}")
         weights = np.ascontiguousarray(w, dtype=np.float32)
-    return idx, off, weights, MODES[mode]
+    return idx, bounds, weights, MODES[mode]
