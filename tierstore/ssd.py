@@ -16,6 +16,7 @@ import numpy as np
 
 from tierstore import pages
 from tierstore.config import TableConfig
+from tierstore.kernels import unique_inverse
 
 PAGE_KEY = np.dtype(">u8")
 
@@ -161,9 +162,9 @@ class SsdTable:
         """Fetch the pages holding ``rows``: raw pages, page starts, and each row's page rank and slot."""
         position = rows if self.positions is None else self.positions[rows].astype(np.int64)
         rpp = self.config.rows_per_page
-        page_ids, page_rank = np.unique(position // rpp, return_inverse=True)
+        page_ids, page_rank = unique_inverse(position // rpp)
         buf, starts = self.fetch_pages(txn, page_ids)
-        return buf, starts, page_rank.astype(np.int64), position % rpp
+        return buf, starts, page_rank, position % rpp
 
     def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
