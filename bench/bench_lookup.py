@@ -6,8 +6,9 @@ Cases, on one table (default 4M x 64 float32), batches of 2048 bags x pooling 32
 a. every row cached in DRAM: tierstore ``lookup`` vs ``torch.nn.functional.embedding_bag``
    over the very same memory (the DRAM slab, shared with torch without a copy);
 b. a warm DRAM cache of 10 % of the table, Zipf: throughput relative to (a); beside it, the
-   time just to copy each batch's missed rows out of the page cache, and the ratio that
-   floor leaves possible (:func:`miss_floor`);
+   time just to read each batch's missed rows from the page cache (through the map, and
+   with ``pread``, which maps nothing), and the ratio that floor leaves possible
+   (:func:`miss_floor`);
 c. cold SSD path (page cache dropped with ``posix_fadvise(DONTNEED)``): rows/s from
    the LMDB tier vs raw 4 KiB random ``os.pread`` on the same file, same thread count;
 d. peak RSS of (b), run in a child process, against the DRAM budget + 512 MiB, split into
@@ -28,6 +29,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import ctypes
 import json
 import subprocess
 import sys
@@ -36,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 import tierstore
@@ -147,39 +150,72 @@ def case_b(config, path, warm, work):
     peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
     floor = miss_floor(store, work)
     store.close()
-    return {"rows_per_s": speed, "miss_floor_ms": floor * 1e3, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
+    return {"rows_per_s": speed, "miss_floor_ms": floor, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
             "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
             "p50_ms": stats["latency"]["p50_ms"], "p99_ms": stats["latency"]["p99_ms"],
             "peak_rss_bytes": peak, "rss_bytes": rollup["Rss"], "anon_rss_bytes": rollup["Anonymous"],
             "file_mapped_rss_bytes": rollup["Rss"] - rollup["Anonymous"]}
 
 
-def miss_floor(store, work) -> float:
-    """Seconds per batch just to copy each batch's missed rows out of the mapped LMDB file.
+_libc = ctypes.CDLL(None, use_errno=True)
+_pread = _libc.pread
+_pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64]
+_pread.restype = ctypes.c_ssize_t
+
+
+@numba.njit(nogil=True, parallel=True)
+def _pread_pages(fd, offsets, buf, n_chunks):
+    """``pread`` one 4 KiB page at each offset into ``buf`` rows, ``n_chunks`` threads; returns short reads."""
+    short = np.zeros(n_chunks, dtype=np.int64)
+    for chunk in numba.prange(n_chunks):
+        for i in range(offsets.size * chunk // n_chunks, offsets.size * (chunk + 1) // n_chunks):
+            if _pread(fd, buf[i].ctypes.data, 4096, offsets[i]) != 4096:
+                short[chunk] += 1
+    return short.sum()
+
+
+def miss_floor(store, work) -> dict:
+    """Milliseconds per batch just to read each batch's missed rows, through the map and with ``pread``.
 
     Replays ``work`` once more.  Before each batch, the rows of the batch not in the
-    DRAM tier are the ones it will miss; copying exactly those rows out of their pages
-    (the store's float32 decode: one prefetching pass, no lookups of page positions,
-    no checks, no policy, no pooling) is timed alone, then the batch runs normally.
-    Any implementation has to read its missed rows once, so (a)'s batch time plus this
+    DRAM tier are the ones it will miss.  Two ways to read exactly those rows are
+    timed alone, then the batch runs normally:
+
+    - ``mapped``: copy the rows out of their pages in the mapped LMDB file (the store's
+      float32 decode: one prefetching pass; no page lookups, checks, policy or pooling);
+    - ``pread``: ``pread`` the 4 KiB page around each missed row into a reused buffer,
+      with the benchmark's threads, the way a reader that maps nothing (and so adds no
+      page-cache pages to its RSS) would have to.
+
+    Any implementation reads its missed rows once, so (a)'s batch time plus the floor
     bounds what (b) can reach.  Reads the store's internals (one identity-layout table).
     """
     tier, ssd, reader = store._tier_of["t"], store._ssd["t"], store._direct
     if reader is None or ssd.value_start is None:
-        return float("nan")
+        return {"mapped": float("nan"), "pread": float("nan")}
     rpp, dim = ssd.config.rows_per_page, ssd.config.dim
-    total = 0.0
-    for indices, offsets in work:
-        distinct = np.unique(indices)
-        missed = distinct[tier.row2slot[distinct] < 0]
-        starts = ssd.value_start[missed // rpp]
-        located = starts > 0
-        out = np.empty((int(located.sum()), dim), dtype=np.float32)
-        start = time.perf_counter()
-        pages.decode_rows(reader.view, starts[located], np.arange(out.shape[0]), missed[located] % rpp, 0, dim, out)
-        total += time.perf_counter() - start
-        store.lookup("t", indices, offsets)
-    return total / len(work)
+    mapped = through_pread = 0.0
+    buf = np.ones((0, 4096), dtype=np.uint8)
+    with open(reader.path, "rb") as file:
+        _pread_pages(file.fileno(), np.zeros(0, dtype=np.int64), buf, 1)  # compile outside the timing
+        for indices, offsets in work:
+            distinct = np.unique(indices)
+            missed = distinct[tier.row2slot[distinct] < 0]
+            starts = ssd.value_start[missed // rpp]
+            missed, starts = missed[starts > 0], starts[starts > 0]
+            out = np.empty((missed.size, dim), dtype=np.float32)
+            start = time.perf_counter()
+            pages.decode_rows(reader.view, starts, np.arange(missed.size), missed % rpp, 0, dim, out)
+            mapped += time.perf_counter() - start
+            page_starts = (starts + pages.HEADER_BYTES + (missed % rpp) * dim * 4) // 4096 * 4096
+            if buf.shape[0] < missed.size:
+                buf = np.ones((2 * missed.size, 4096), dtype=np.uint8)
+            start = time.perf_counter()
+            if _pread_pages(file.fileno(), page_starts, buf, numba.get_num_threads()):
+                raise OSError("short pread from the LMDB data file")
+            through_pread += time.perf_counter() - start
+            store.lookup("t", indices, offsets)
+    return {"mapped": mapped / len(work) * 1e3, "pread": through_pread / len(work) * 1e3}
 
 
 def case_c(config, path):
@@ -243,9 +279,11 @@ def main(argv=None) -> int:
             print(f"b ({config.policy}): {b['rows_per_s'] / 1e6:.1f} M rows/s at hit rate {b['hit_rate']:.1%}, "
                   f"{b['ssd_pages_per_batch']:.0f} SSD pages/batch, ratio to a/zipf {b['ratio_to_a']:.2f} (target >= 0.5)")
             a_batch_ms = config.bags * config.pooling / result["a"]["zipf"]["tierstore_rows_per_s"] * 1e3
-            b["ratio_bound"] = a_batch_ms / (a_batch_ms + b["miss_floor_ms"])
-            print(f"b bound: copying only the missed rows out of the page cache takes {b['miss_floor_ms']:.2f} ms "
-                  f"per batch, so (b) can reach at most {b['ratio_bound']:.2f} of (a)'s {a_batch_ms:.2f} ms per batch")
+            b["ratio_bound"] = {way: a_batch_ms / (a_batch_ms + ms) for way, ms in b["miss_floor_ms"].items()}
+            print(f"b bound: only reading the missed rows takes {b['miss_floor_ms']['mapped']:.2f} ms per batch "
+                  f"from the mapped file ({b['miss_floor_ms']['pread']:.2f} ms with pread, which maps nothing), so (b) "
+                  f"can reach at most {b['ratio_bound']['mapped']:.2f} ({b['ratio_bound']['pread']:.2f}) of (a)'s "
+                  f"{a_batch_ms:.2f} ms per batch")
         limit = b["budget_bytes"] + (512 << 20)
         b["rss_within_budget_plus_512mib"] = b["peak_rss_bytes"] <= limit
         b["anon_rss_within_budget_plus_512mib"] = b["anon_rss_bytes"] <= limit
