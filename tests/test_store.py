@@ -106,6 +106,29 @@ def test_reopen_returns_identical_rows(tmp_path):
             np.testing.assert_array_equal(again, stored_values(values, config.dtype))
 
 
+def test_every_load_source_stores_the_same_rows(tmp_path):
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal((1000, 24)).astype(np.float32)
+    config = TableConfig("t", 1000, 24, rows_per_page=7)
+    np.save(tmp_path / "c.npy", values)
+    np.save(tmp_path / "f.npy", np.asfortranarray(values.astype(np.float64)))
+    uneven = np.split(values, [1, 2, 300, 301, 999])
+    sources = {"int array": values.astype(np.int16), "array": values, "c.npy": tmp_path / "c.npy",
+               "fortran float64 .npy": str(tmp_path / "f.npy"), "iterator": iter(uneven)}
+    store = tierstore.create(tmp_path / "s", [config])
+    for what, source in sources.items():
+        store.load("t", source, progress=False, chunk_bytes=24 * 4 * 7 * 3)
+        expected = values.astype(np.int16).astype(np.float32) if what == "int array" else values
+        np.testing.assert_array_equal(store.get_rows("t", np.arange(1000)), expected, err_msg=what)
+    for source, message in [(tmp_path / "missing.npy", "no such .npy file"),
+                            (iter(uneven[:2]), "source gave 2 rows, the table has 1000"),
+                            (values[:, :5], r"must be \[rows, 24\]")]:
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            store.load("t", source, progress=False)
+        np.testing.assert_array_equal(store.get_rows("t", np.arange(1000)), values)
+    store.close()
+
+
 def test_lookup_batch_keeps_key_order_and_views(tmp_path):
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((40, 3)).astype(np.float32), rng.standard_normal((70, 5)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Row sources for bulk loads: arrays, memory-mapped ``.npy`` files, iterators of chunks.
+"""Row sources for bulk loads: arrays, ``.npy`` files (mapped, a chunk at a time), iterators of chunks.
 
 Each source is re-cut into float32 chunks of ``chunk_rows`` rows (a multiple of the
 table's rows per page), so memory stays bounded whatever the table size.
@@ -6,6 +6,7 @@ table's rows per page), so memory stays bounded whatever the table size.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,10 +34,8 @@ def iter_row_chunks(source, config: TableConfig, chunk_rows: int) -> Iterator[np
     chunk_rows : int
     """
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"table {config.name!r}: no such .npy file {path}")
-        source = np.load(path, mmap_mode="r")
+        yield from _npy_chunks(Path(source), config, chunk_rows)
+        return
     if isinstance(source, np.ndarray):
         arr = _check_chunk(source, config, "the source array")
         if arr.shape[0] != config.num_rows:
@@ -47,6 +46,29 @@ def iter_row_chunks(source, config: TableConfig, chunk_rows: int) -> Iterator[np
     if not isinstance(source, Iterable):
         raise TypeError(f"table {config.name!r}: cannot load from {type(source).__name__}")
     yield from _rechunk(source, config, chunk_rows)
+
+
+def _npy_chunks(path: Path, config: TableConfig, chunk_rows: int) -> Iterator[np.ndarray]:
+    """Chunks of a ``.npy`` file (copies) read through a private read-only map.
+
+    Before each chunk the map's pages are dropped (``MADV_DONTNEED``; they stay in
+    the OS page cache), so the file's pages do not pile up in the process's RSS.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"table {config.name!r}: no such .npy file {path}")
+    header = np.load(path, mmap_mode="r")
+    shape, dtype, offset = header.shape, header.dtype, header.offset
+    order = "F" if header.flags.f_contiguous and not header.flags.c_contiguous else "C"
+    del header
+    with open(path, "rb") as file:
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    rows = _check_chunk(np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset, order=order), config,
+                        "the source array")
+    if rows.shape[0] != config.num_rows:
+        raise ValueError(f"table {config.name!r}: source has {rows.shape[0]} rows, the table has {config.num_rows}")
+    for start in range(0, rows.shape[0], chunk_rows):
+        mapped.madvise(mmap.MADV_DONTNEED)
+        yield np.array(rows[start : start + chunk_rows], dtype=np.float32, order="C")
 
 
 def _rechunk(chunks: Iterable, config: TableConfig, chunk_rows: int) -> Iterator[np.ndarray]:
