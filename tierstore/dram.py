@@ -21,7 +21,10 @@ import numba
 import numpy as np
 
 from cache_policies.base import as_policy
-from tierstore.kernels import aligned_empty
+from tierstore.kernels import _prefetch_item, aligned_empty
+
+ADMIT_PREFETCH_DISTANCE = 8
+"""Keys ahead whose index entry ``_admit`` prefetches (each is a random read of the index)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -65,6 +68,8 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
     """
     admitted = 0
     for i in range(keys.size):
+        if i + ADMIT_PREFETCH_DISTANCE < keys.size:
+            _prefetch_item(row2slot, keys[i + ADMIT_PREFETCH_DISTANCE])
         key = keys[i]
         if row2slot[key] >= 0:
             continue
