@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from tierstore import pages
@@ -25,6 +26,28 @@ def page_keys(page_ids: np.ndarray) -> list[bytes]:
     """LMDB keys (8-byte big-endian) of ``page_ids``."""
     raw = np.asarray(page_ids, dtype=PAGE_KEY).tobytes()
     return [raw[i : i + 8] for i in range(0, len(raw), 8)]
+
+
+@numba.njit(nogil=True, cache=True)
+def _known_spans(page_ids, value_start, value_end, verified):
+    """Cached file spans of ``page_ids`` (0 where unknown), and which positions are unknown / unverified."""
+    n = page_ids.size
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    unknown = np.empty(n, dtype=np.int64)
+    unverified = np.empty(n, dtype=np.int64)
+    n_unknown = n_unverified = 0
+    for i in range(n):
+        page = page_ids[i]
+        starts[i] = value_start[page]
+        ends[i] = value_end[page]
+        if starts[i] == 0:
+            unknown[n_unknown] = i
+            n_unknown += 1
+        if not verified[page]:
+            unverified[n_unverified] = i
+            n_unverified += 1
+    return starts, ends, unknown[:n_unknown], unverified[:n_unverified]
 
 
 @dataclass
@@ -97,9 +120,8 @@ class SsdTable:
         """
         if self.direct is not None and self._resolve_root(txn):
             reader = self.direct[0]
-            buf, starts, ends = self._locate_direct(page_ids)
-            check = ~self.verified[page_ids]
-            if check.any():
+            buf, starts, ends, check = self._locate_direct(page_ids)
+            if check.size:
                 reader.prefetch(starts[check], ends[check])
                 pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
                                    self.page_rows(page_ids[check]))
@@ -136,17 +158,15 @@ class SsdTable:
             self.value_start = np.zeros(self.n_pages, dtype=np.int64)
             self.value_end = np.zeros(self.n_pages, dtype=np.int64)
             self.verified = np.zeros(self.n_pages, dtype=np.bool_)
-        starts = self.value_start[page_ids]
-        unknown = starts == 0
-        if unknown.any():
+        starts, ends, unknown, unverified = _known_spans(page_ids, self.value_start, self.value_end, self.verified)
+        if unknown.size:
             todo = page_ids[unknown]
             found, lengths, status = reader.locate(root, todo.astype(np.uint64))
             if np.any(status != 0):
                 raise self._missing(todo[status != 0])
-            self.value_start[todo] = found
-            self.value_end[todo] = found + lengths
-            starts = self.value_start[page_ids]
-        return reader.view, starts, self.value_end[page_ids]
+            self.value_start[todo] = starts[unknown] = found
+            self.value_end[todo] = ends[unknown] = found + lengths
+        return reader.view, starts, ends, unverified
 
     def _get_multi(self, txn, page_ids):
         found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))
