@@ -23,8 +23,8 @@ import numpy as np
 from cache_policies.base import as_policy
 from tierstore.kernels import _prefetch_item, aligned_empty
 
-ADMIT_PREFETCH_DISTANCE = 8
-"""Keys ahead whose index entry ``_admit`` prefetches (each is a random read of the index)."""
+INDEX_PREFETCH_DISTANCE = 8
+"""Keys ahead whose index entry probes and admissions prefetch (each is a random read of the index)."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -52,11 +52,21 @@ def _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_to
 
 
 @numba.njit(nogil=True)
-def _touch(state, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    """Tell the policy about hits (one call per distinct hit slot of a batch)."""
-    for i in range(slots.size):
-        state.on_hit(slots[i])
+def _probe(state, keys, t, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Local slab slot of each (distinct) key of table ``t``, -1 where absent; tells the policy about
+    each hit as it is found (batch-level recency: one call per distinct hit)."""
+    slots = np.empty(keys.size, dtype=np.int64)
+    for i in range(keys.size):
+        if i + INDEX_PREFETCH_DISTANCE < keys.size:
+            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
+        s = row2slot[keys[i]]
+        if s < 0:
+            slots[i] = -1
+            continue
+        state.on_hit(s)
         _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        slots[i] = s - slot_base[t]
+    return slots
 
 
 @numba.njit(nogil=True)
@@ -68,8 +78,8 @@ def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_ke
     """
     admitted = 0
     for i in range(keys.size):
-        if i + ADMIT_PREFETCH_DISTANCE < keys.size:
-            _prefetch_item(row2slot, keys[i + ADMIT_PREFETCH_DISTANCE])
+        if i + INDEX_PREFETCH_DISTANCE < keys.size:
+            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
         key = keys[i]
         if row2slot[key] >= 0:
             continue
@@ -156,12 +166,7 @@ class DramTier:
     def probe(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Local slab slot of each (distinct) row, -1 where absent; tells the policy about the hits."""
         t = self.position[table]
-        slots = self.row2slot[rows + self.key_base[t]].astype(np.int64)
-        hit = slots >= 0
-        if hit.any():
-            _touch(self.state, slots[hit], *self._index_args())
-        slots[hit] -= self.slot_base[t]
-        return slots
+        return _probe(self.state, rows + self.key_base[t], t, *self._index_args())
 
     def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
         """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
