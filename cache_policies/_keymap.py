@@ -1,7 +1,8 @@
 """Numba hash structures over int64 keys, shared by every policy.
 
 ``KeyMap`` is an open-addressing (linear probing, backward-shift deletion)
-int64 -> int64 map; ``KeyList`` is an ordered list of keys (with sizes and a
+int64 -> int64 map (``slot_in`` and ``delete_in`` also serve a table
+kept in a row range of a larger array); ``KeyList`` is an ordered list of keys (with sizes and a
 small integer tag) that also answers membership, moves and removes any key in
 O(1): the ghost queues of S3-FIFO, 2Q and ARC and the stacks of LIRS.  Ghosts
 are tracked by *key*, never by slot, because a live cache reuses slots for
@@ -25,30 +26,36 @@ VAL = 1
 
 
 @numba.njit(inline="always")
-def _slot_for(table, key):
-    """Index of ``key`` in ``table``, or of the empty entry where it would go."""
-    mask = table.shape[0] - 1
+def _home(key, mask):
     h = key * _FIB
-    i = (h ^ (h >> 29)) & mask
+    return (h ^ (h >> 29)) & mask
+
+
+@numba.njit(inline="always")
+def slot_in(rows, first, mask, key):
+    """Row of ``key`` in the table at rows ``[first, first + mask]`` of
+    ``rows`` (``mask + 1`` a power of two), or of the empty row where it
+    would go."""
+    i = _home(key, mask)
     while True:
-        k = table[i, KEY]
+        k = rows[first + i, KEY]
         if k == key or k == EMPTY_KEY:
-            return i
+            return first + i
         i = (i + 1) & mask
 
 
 @numba.njit(inline="always")
-def _delete_at(table, i):
-    """Empty entry ``i``, shifting later entries of its probe run back."""
-    mask = table.shape[0] - 1
+def delete_in(rows, first, mask, row):
+    """Empty table row ``row`` (table at rows ``[first, first + mask]``),
+    shifting later entries of its probe run back."""
+    i = row - first
     j = i
     while True:
         j = (j + 1) & mask
-        kj = table[j, KEY]
+        kj = rows[first + j, KEY]
         if kj == EMPTY_KEY:
             break
-        h = kj * _FIB
-        home = (h ^ (h >> 29)) & mask
+        home = _home(kj, mask)
         # keep kj where it is if its home lies cyclically in (i, j]
         if i <= j:
             stays = i < home <= j
@@ -56,10 +63,22 @@ def _delete_at(table, i):
             stays = home > i or home <= j
         if stays:
             continue
-        table[i, KEY] = kj
-        table[i, VAL] = table[j, VAL]
+        rows[first + i, KEY] = kj
+        rows[first + i, VAL] = rows[first + j, VAL]
         i = j
-    table[i, KEY] = EMPTY_KEY
+    rows[first + i, KEY] = EMPTY_KEY
+
+
+@numba.njit(inline="always")
+def _slot_for(table, key):
+    """Index of ``key`` in ``table``, or of the empty entry where it would go."""
+    return slot_in(table, 0, table.shape[0] - 1, key)
+
+
+@numba.njit(inline="always")
+def _delete_at(table, i):
+    """Empty entry ``i``, shifting later entries of its probe run back."""
+    delete_in(table, 0, table.shape[0] - 1, i)
 
 
 @numba.njit(cache=True)

@@ -23,6 +23,11 @@ the live caches drive through the slot protocol:
 Every policy accepts ``admission`` (``"none"``, ``"second_hit"`` or
 ``"tinylfu"``), an admission filter in front of the policy, with
 ``admission_memory`` keys of history (0 = the cache's capacity in objects).
+
+A state class may also register ``StateKernels``: inlinable functions over
+its arrays that do what its methods do, so that the simulator's replay loop
+runs them with no per-request method call (numba reference counts every
+array a jitclass method touches, which costs more than the policy's own work).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numba
 import numpy as np
 
 ADMISSION_FILTERS = ("none", "second_hit", "tinylfu")
@@ -49,6 +55,45 @@ class PolicySpec:
 
 
 _REGISTRY: dict[str, PolicySpec] = {}
+
+
+@dataclass(frozen=True)
+class StateKernels:
+    """A state class's protocol as functions over its arrays.
+
+    The class keeps its whole state, scalars included, in one array (numba
+    prunes reference counting from a loop only when the code it inlines
+    holds a single array), returns it from ``kernel_state()`` and
+    reallocates it in ``grow()``.  Each kernel is a
+    ``numba.njit(inline="always")`` function taking that array ``a`` first:
+    ``ready(a, size)`` (a miss of ``size`` bytes can
+    be served, every victim included, without ``grow``), ``admit(a, key,
+    size)``, ``victim(a)``, ``on_hit(a, slot)``, ``on_insert(a, slot, key,
+    size)``, ``remove(a, slot)``, ``used(a)``, ``capacity(a)``.  Such a class
+    never has pending evictions and ignores next-access times.
+    """
+
+    ready: Callable
+    admit: Callable
+    victim: Callable
+    on_hit: Callable
+    on_insert: Callable
+    remove: Callable
+    used: Callable
+    capacity: Callable
+
+
+_KERNELS: dict[Any, StateKernels] = {}
+
+
+def register_kernels(state_class, kernels: StateKernels) -> None:
+    """Record the ``StateKernels`` of jitclass ``state_class``."""
+    _KERNELS[state_class.class_type] = kernels
+
+
+def kernels_of(state) -> StateKernels | None:
+    """The ``StateKernels`` registered for ``state``'s class, if any."""
+    return _KERNELS.get(numba.typeof(state).class_type)
 
 
 def _no_evicted(self):

@@ -21,7 +21,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from .base import Policy, as_policy
+from .base import Policy, StateKernels, as_policy, kernels_of
 
 NEVER = -1
 
@@ -183,69 +183,231 @@ def next_access_times(ids: np.ndarray, n_keys: int) -> np.ndarray:
     return _next_access(np.ascontiguousarray(ids, dtype=np.int64), int(n_keys))
 
 
-@numba.njit(nogil=True, inline="always")
-def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
+@numba.njit(inline="always")
+def _drop(slot, resident):
+    """Mark evicted ``slot`` not resident (one array: no reference counting
+    is left in the loop)."""
     if slot < 0 or slot >= resident.shape[0] or not resident[slot]:
         raise RuntimeError("policy evicted a slot that is not resident")
     resident[slot] = False
+
+
+@numba.njit(inline="always")
+def _log_eviction(key, n_evicted, evicted_keys, i):
+    evicted_keys[evicted_keys[-1]] = key
+    evicted_keys[-1] += 1
+    n_evicted[i] += 1
+
+
+@numba.njit(inline="always")
+def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
+    _drop(slot, resident)
     if record:
-        evicted_keys[evicted_keys[-1]] = keys_of_slot[slot]
-        evicted_keys[-1] += 1
-        n_evicted[i] += 1
+        _log_eviction(keys_of_slot[slot], n_evicted, evicted_keys, i)
 
 
-@numba.njit(nogil=True, inline="always")
-def _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
-    while state.n_pending > 0:
-        _evict(state.take_evicted(), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+@numba.njit(inline="always")
+def _the_state(state):
+    return state
 
 
-@numba.njit(nogil=True)
-def _replay(
-    state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
-):
-    hits = 0
-    byte_hits = 0
-    byte_misses = 0
-    use_next = next_access.shape[0] > 0
-    unit = sizes.shape[0] == 0
-    use_invalidate = invalidate.shape[0] > 0
-    record = outcome.shape[0] > 0
-    for i in range(ids.shape[0]):
-        slot = ids[i]
-        size = 1 if unit else sizes[i]
-        if use_invalidate and invalidate[i]:
+@numba.njit(inline="always")
+def _kernel_state(state):
+    return state.kernel_state()
+
+
+@numba.njit(inline="always")
+def _grow_state(state):
+    state.grow()
+
+
+@numba.njit(inline="always")
+def _no_growth(state):
+    pass
+
+
+@numba.njit(inline="always")
+def _always_ready(st, size):
+    return True
+
+
+@numba.njit(inline="always")
+def _call_admit(st, key, size):
+    return st.admit(key, size)
+
+
+@numba.njit(inline="always")
+def _call_victim(st):
+    return st.victim()
+
+
+@numba.njit(inline="always")
+def _call_on_hit(st, slot):
+    st.on_hit(slot)
+
+
+@numba.njit(inline="always")
+def _call_on_insert(st, slot, key, size):
+    st.on_insert(slot, key, size)
+
+
+@numba.njit(inline="always")
+def _call_remove(st, slot):
+    st.remove(slot)
+
+
+@numba.njit(inline="always")
+def _read_used(st):
+    return st.used
+
+
+@numba.njit(inline="always")
+def _read_capacity(st):
+    return st.capacity
+
+
+@numba.njit(inline="always")
+def _read_n_pending(st):
+    return st.n_pending
+
+
+@numba.njit(inline="always")
+def _call_take_evicted(st):
+    return st.take_evicted()
+
+
+@numba.njit(inline="always")
+def _call_set_next_access(st, next_vtime):
+    st.set_next_access(next_vtime)
+
+
+@numba.njit(inline="always")
+def _none_pending(st):
+    return 0
+
+
+@numba.njit(inline="always")
+def _none_taken(st):
+    return -1
+
+
+@numba.njit(inline="always")
+def _ignore_next_access(st, next_vtime):
+    pass
+
+
+def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, used, capacity, n_pending,
+                 take_evicted, set_next_access):
+    """The replay loop over a state seen through ``st = view(state)`` (the
+    state itself, or its ``StateKernels`` array), which every other function
+    takes first.
+
+    ``run`` replays from request ``start`` and stops before a miss that
+    ``ready(st, size)`` says needs room first; ``replay`` then grows the state
+    and runs on.  ``st`` is never reassigned inside ``run``'s loop: numba
+    would otherwise reference count it on every request.
+    """
+
+    @numba.njit(nogil=True)
+    def run(
+        st, start, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
+    ):
+        hits = 0
+        byte_hits = 0
+        byte_misses = 0
+        use_next = next_access.shape[0] > 0
+        unit = sizes.shape[0] == 0
+        use_invalidate = invalidate.shape[0] > 0
+        record = outcome.shape[0] > 0
+        for i in range(start, ids.shape[0]):
+            slot = ids[i]
+            size = 1 if unit else sizes[i]
+            if use_invalidate and invalidate[i]:
+                if resident[slot]:
+                    remove(st, slot)
+                    resident[slot] = False
+                if record:
+                    outcome[i] = INVALIDATED
+                continue
+            if use_next:
+                set_next_access(st, next_access[i])
             if resident[slot]:
-                state.remove(slot)
-                resident[slot] = False
+                on_hit(st, slot)
+                while n_pending(st) > 0:
+                    _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+                hits += 1
+                byte_hits += size
+                if record:
+                    outcome[i] = HIT
+                continue
+            if not ready(st, size):
+                return i, hits, byte_hits, byte_misses
+            byte_misses += size
+            admitted = admit(st, keys[i], size)
+            while n_pending(st) > 0:
+                _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
             if record:
-                outcome[i] = INVALIDATED
-            continue
-        if use_next:
-            state.set_next_access(next_access[i])
-        if resident[slot]:
-            state.on_hit(slot)
-            _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-            hits += 1
-            byte_hits += size
-            if record:
-                outcome[i] = HIT
-            continue
-        byte_misses += size
-        admitted = state.admit(keys[i], size)
-        _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-        if record:
-            outcome[i] = INSERTED if admitted else REFUSED
-        if not admitted:
-            continue
-        while state.used + size > state.capacity:
-            _evict(state.victim(), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-        _drain_evicted(state, keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-        state.on_insert(slot, keys[i], size)
-        resident[slot] = True
-        if state.used > state.capacity:
-            raise RuntimeError("policy exceeded its capacity after an insert")
-    return hits, byte_hits, byte_misses
+                outcome[i] = INSERTED if admitted else REFUSED
+            if not admitted:
+                continue
+            while used(st) + size > capacity(st):
+                evicted = victim(st)
+                _drop(evicted, resident)
+                if record:
+                    _log_eviction(keys_of_slot[evicted], n_evicted, evicted_keys, i)
+            while n_pending(st) > 0:
+                _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+            on_insert(st, slot, keys[i], size)
+            resident[slot] = True
+            if used(st) > capacity(st):
+                raise RuntimeError("policy exceeded its capacity after an insert")
+        return ids.shape[0], hits, byte_hits, byte_misses
+
+    @numba.njit(nogil=True)
+    def replay(
+        state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
+    ):
+        hits = 0
+        byte_hits = 0
+        byte_misses = 0
+        start = 0
+        while True:
+            start, h, bh, bm = run(
+                view(state), start, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome,
+                n_evicted, evicted_keys,
+            )
+            hits += h
+            byte_hits += bh
+            byte_misses += bm
+            if start == ids.shape[0]:
+                return hits, byte_hits, byte_misses
+            grow(state)
+
+    return replay
+
+
+#: Replay through the protocol's methods (any state).
+_replay = _make_replay(
+    _the_state, _no_growth, _always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove,
+    _read_used, _read_capacity, _read_n_pending, _call_take_evicted, _call_set_next_access,
+)
+_KERNEL_REPLAYS: dict[StateKernels, Any] = {}
+
+
+def _replay_for(state):
+    """The replay loop for ``state``: on its ``StateKernels`` if it has some."""
+    kernels = kernels_of(state)
+    if kernels is None:
+        return _replay
+    replay = _KERNEL_REPLAYS.get(kernels)
+    if replay is None:
+        replay = _make_replay(
+            _kernel_state, _grow_state, kernels.ready, kernels.admit, kernels.victim, kernels.on_hit,
+            kernels.on_insert, kernels.remove, kernels.used, kernels.capacity, _none_pending, _none_taken,
+            _ignore_next_access,
+        )
+        _KERNEL_REPLAYS[kernels] = replay
+    return replay
 
 
 def _as_keys(keys) -> np.ndarray:
@@ -346,7 +508,7 @@ def simulate(
     evicted_keys = np.zeros(n_log + 1, dtype=np.int64)  # last entry: fill cursor
     if record:
         keys_of_slot[ids] = keys
-    hits, byte_hits, byte_misses = _replay(
+    hits, byte_hits, byte_misses = _replay_for(state)(
         state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
     )
     log = None
