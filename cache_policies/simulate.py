@@ -111,10 +111,32 @@ class SimResult:
 
 
 @numba.njit(cache=True)
+def _dense_ids_in_range(keys, lo, span):
+    """``_dense_ids`` for keys in ``[lo, lo + span)``: a direct table."""
+    table = np.full(span, -1, dtype=np.int64)
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    n_ids = 0
+    for i in range(keys.shape[0]):
+        j = keys[i] - lo
+        if table[j] == -1:
+            table[j] = n_ids
+            n_ids += 1
+        out[i] = table[j]
+    return out, n_ids
+
+
+@numba.njit(cache=True)
 def _dense_ids(keys):
-    """Map keys to ids ``0..n-1`` in order of first appearance (open addressing,
-    table doubled at half load, so it stays as small as the key space)."""
+    """Map keys to ids ``0..n-1`` in order of first appearance: a direct table
+    when the keys span no more values than there are requests (row ids
+    usually do), else open addressing, table doubled at half load, so it
+    stays as small as the key space."""
     n = keys.shape[0]
+    if n > 0:
+        lo = keys.min()
+        last = np.uint64(keys.max()) - np.uint64(lo)  # exact in two's complement
+        if last < np.uint64(max(n, 1024)):
+            return _dense_ids_in_range(keys, lo, np.int64(last) + 1)
     size = 1024
     mask = size - 1
     table_keys = np.empty(size, dtype=np.int64)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cache_policies import available_policies, make_policy, simulate
-from cache_policies.simulate import HIT, INSERTED, INVALIDATED, REFUSED
+from cache_policies.simulate import HIT, INSERTED, INVALIDATED, REFUSED, dense_ids
 
 #: Policies that may evict while the cache is not full, and why.
 EVICTS_BEFORE_FULL = {
@@ -149,3 +149,20 @@ def test_second_hit_filter_refuses_one_hit_wonders_when_full():
     assert result.log.outcome.tolist() == [INSERTED, INSERTED, REFUSED, REFUSED, INSERTED, INSERTED,
                                            REFUSED, REFUSED, INSERTED]
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.integers(-50, 50), max_size=300)
+    | st.lists(st.integers(-(2**63), 2**63 - 1), max_size=50)
+    | st.lists(st.sampled_from([-(2**63), 2**63 - 1, 0, 7]), max_size=50)
+)
+def test_dense_ids_number_keys_in_order_of_first_appearance(keys):
+    """Both the direct-table path (keys spanning few values) and the hash path."""
+    keys = np.array(keys, dtype=np.int64)
+    first_seen = {}
+    for k in keys.tolist():
+        first_seen.setdefault(k, len(first_seen))
+    ids, n_keys = dense_ids(keys)
+    assert n_keys == len(first_seen)
+    assert ids.tolist() == [first_seen[k] for k in keys.tolist()]
