@@ -308,6 +308,45 @@ def test_writer_killed_mid_load_leaves_previous_contents(tmp_path):
     np.testing.assert_array_equal(rows, np.ones((4, 16), np.float32))
 
 
+UNCHECKED_BUILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tierstore
+    from tierstore import SparseBatch, TableConfig
+
+    rng = np.random.default_rng(0)
+    configs = [TableConfig("f32", 300, 16), TableConfig("f16", 200, 8, "float16", compression="zstd"),
+               TableConfig("i8", 100, 12, "int8", rows_per_page=3)]
+    store = tierstore.create(sys.argv[1], configs)
+    for config in configs:
+        store.load(config.name, rng.standard_normal((config.num_rows, config.dim)).astype(np.float32),
+                   progress=False)
+    store.close()
+    with tierstore.open(sys.argv[1], dram_cache_bytes=4000, policy="lru") as store:
+        expected = {c.name: store.get_rows(c.name, np.arange(c.num_rows)) for c in configs}
+        tables = {}
+        for c in configs:
+            ids = rng.integers(0, c.num_rows, 40)
+            tables[c.name] = (ids, np.arange(0, 41, 5))
+        pooled = store.table_views([c.name for c in configs],
+                                   store.lookup_batch(SparseBatch.from_tables(tables), mode="mean"))
+        for name, (ids, offsets) in tables.items():
+            want = np.add.reduceat(expected[name][ids], offsets[:-1]) / 5
+            np.testing.assert_allclose(pooled[name], want, rtol=1e-5, atol=1e-6)
+    print("ok")
+""")
+
+
+def test_unchecked_build_compiles_and_serves_every_dtype(tmp_path):
+    # The suite runs with NUMBA_BOUNDSCHECK=1; users run the unchecked build, which compiles differently
+    # (a parfor that compiled checked once failed unchecked), so one subprocess exercises it end to end.
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_BOUNDSCHECK", "NUMBA_CACHE_DIR")}
+    done = subprocess.run([sys.executable, "-c", UNCHECKED_BUILD, str(tmp_path / "s")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")
+
+
 @pytest.mark.slow
 def test_every_registered_policy_drives_the_dram_tier(tmp_path):
     from cache_policies import available_policies

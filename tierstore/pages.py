@@ -124,6 +124,8 @@ def _write_header(buf, start, codec, dtype_code, n_rows, payload_bytes):
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _quantize(rows, records):
     n, dim = rows.shape
+    scales = np.empty(n, dtype=np.float32)
+    biases = np.empty(n, dtype=np.float32)
     for r in numba.prange(n):
         row = rows[r]
         lo = row.min()
@@ -132,8 +134,10 @@ def _quantize(rows, records):
         rec = records[r]
         for j in range(dim):
             rec[j] = np.uint8(min(255.0, max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
-        rec[dim : dim + 4] = np.array([scale], np.float32).view(np.uint8)
-        rec[dim + 4 : dim + 8] = np.array([lo], np.float32).view(np.uint8)
+        scales[r] = scale
+        biases[r] = lo
+    records[:, dim : dim + 4] = scales.view(np.uint8).reshape(n, 4)
+    records[:, dim + 4 : dim + 8] = biases.view(np.uint8).reshape(n, 4)
 
 
 def to_records(rows: np.ndarray, dtype: str) -> np.ndarray:
