@@ -1,0 +1,231 @@
+"""One-array policy states: slots, lists, ghosts, a ghost table and scalars
+in the rows of a single int64 array.
+
+numba reference counts every array a function binds; in a loop it prunes
+those counts only where the inlined code holds one array, so the states the
+simulator replays without method calls (``base.StateKernels``) keep
+everything in one array ``a`` of ``n_fields`` columns, in row ranges:
+
+- ``HEADER_ROWS`` rows of scalars, field ``f`` at row ``f``, column 0: the
+  fields below, then the policy's own from ``POLICY_FIELDS``;
+- ``MAX_LISTS`` sentinels of circular doubly linked lists (``_lists``),
+  list ``l``'s at row ``HEADER_ROWS + l``, its ``SIZE`` holding the list's
+  bytes;
+- the slots, slot ``s`` at row ``FIRST_SLOT + s``;
+- ghost rows (objects remembered by key after eviction), free ones chained
+  through ``NEXT``;
+- the ghost table: open addressing (``_keymap.slot_in``) from a key to its
+  ghost row, at most half full.
+
+Header and sentinels sit at fixed rows, so reaching them costs no
+arithmetic on loaded values.  Node columns: ``PREV``, ``NEXT``, ``SIZE``, ``LIST`` (-1 for none),
+``KEY_OF``, then the policy's own.  ``grown`` doubles the ghost rows and the
+table; ``ready`` tells whether a miss can be served without it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._keymap import EMPTY_KEY, KEY, VAL, delete_in, slot_in
+from ._lists import NEXT, PREV, dll_push_head, dll_unlink
+
+SIZE = 2
+LIST = 3
+KEY_OF = 4
+N_NODE_FIELDS = 5
+# header fields
+CAPACITY = 0
+USED = 1
+N_RESIDENT = 2
+FIRST_GHOST = 3
+FREE_GHOST = 4
+N_GHOSTS = 5
+MAX_GHOSTS = 6
+TABLE_FIRST = 7
+TABLE_MASK = 8
+POLICY_FIELDS = 9
+HEADER_ROWS = 16
+MAX_LISTS = 4
+FIRST_SLOT = HEADER_ROWS + MAX_LISTS
+
+
+@numba.njit(inline="always")
+def get(a, field):
+    return a[field, 0]
+
+
+@numba.njit(inline="always")
+def put(a, field, value):
+    a[field, 0] = value
+
+
+@numba.njit(inline="always")
+def add(a, field, delta):
+    a[field, 0] += delta
+
+
+@numba.njit(inline="always")
+def sentinel(lst):
+    return HEADER_ROWS + lst
+
+
+@numba.njit(inline="always")
+def list_bytes(a, lst):
+    return a[HEADER_ROWS + lst, SIZE]
+
+
+@numba.njit(inline="always")
+def list_empty(a, lst):
+    return a[HEADER_ROWS + lst, NEXT] == HEADER_ROWS + lst
+
+
+@numba.njit(inline="always")
+def tail(a, lst):
+    """Oldest row of list ``lst`` (its sentinel if empty)."""
+    return a[HEADER_ROWS + lst, PREV]
+
+
+@numba.njit(inline="always")
+def push_head(a, lst, node, size):
+    """Link ``node`` of ``size`` bytes at the head (newest end) of list ``lst``."""
+    s = HEADER_ROWS + lst
+    dll_push_head(a, s, node)
+    a[node, SIZE] = size
+    a[node, LIST] = lst
+    a[s, SIZE] += size
+
+
+@numba.njit(inline="always")
+def unlink(a, node):
+    """Unlink ``node`` from its list."""
+    dll_unlink(a, node)
+    a[HEADER_ROWS + a[node, LIST], SIZE] -= a[node, SIZE]
+    a[node, LIST] = -1
+
+
+@numba.njit(inline="always")
+def move_to_head(a, lst, node):
+    """Move ``node`` (in any list) to the head of ``lst``."""
+    unlink(a, node)
+    push_head(a, lst, node, a[node, SIZE])
+
+
+@numba.njit(inline="always")
+def ghost_row(a, key):
+    """Table row of ghost ``key``, -1 if ``key`` is no ghost."""
+    i = slot_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), key)
+    return i if a[i, KEY] == key else -1
+
+
+@numba.njit(inline="always")
+def forget_ghost(a, row):
+    """Drop the ghost of table row ``row``: table entry, list and row."""
+    node = a[row, VAL]
+    delete_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), row)
+    unlink(a, node)
+    a[node, NEXT] = get(a, FREE_GHOST)
+    put(a, FREE_GHOST, node)
+    add(a, N_GHOSTS, -1)
+
+
+@numba.njit(inline="always")
+def forget_oldest_ghost(a, lst):
+    """Drop the oldest ghost of list ``lst`` (not empty)."""
+    forget_ghost(a, ghost_row(a, a[tail(a, lst), KEY_OF]))
+
+
+@numba.njit(inline="always")
+def push_ghost(a, lst, key, size):
+    """Remember ``key`` (no ghost yet) as the newest ghost of list ``lst``
+    (needs ``ready``)."""
+    node = get(a, FREE_GHOST)
+    put(a, FREE_GHOST, a[node, NEXT])
+    a[node, KEY_OF] = key
+    push_head(a, lst, node, size)
+    add(a, N_GHOSTS, 1)
+    i = slot_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), key)
+    a[i, KEY] = key
+    a[i, VAL] = node
+
+
+@numba.njit(inline="always")
+def ready(a, size):
+    """Whether ghost rows and table room suffice for every victim a miss of
+    ``size`` bytes may take, each adding at most one ghost (at most one
+    victim per byte, and no more than are resident)."""
+    n_ghosts = get(a, N_GHOSTS) + min(size, get(a, N_RESIDENT))
+    return n_ghosts <= get(a, TABLE_FIRST) - get(a, FIRST_GHOST) and n_ghosts <= get(a, MAX_GHOSTS)
+
+
+@numba.njit(inline="always")
+def used(a):
+    return get(a, USED)
+
+
+@numba.njit(inline="always")
+def capacity(a):
+    return get(a, CAPACITY)
+
+
+@numba.njit(cache=True)
+def _layout(a, n_rows, n_ghost_rows, table_rows):
+    """A state array: rows ``[0, n_rows)`` copied from ``a`` (the header at
+    least), ghost rows up to ``FIRST_GHOST + n_ghost_rows`` (those from
+    ``n_rows`` chained free, the last one's ``NEXT`` -1), and a table of
+    ``table_rows`` (a power of two) holding ``a``'s ghost table entries."""
+    first_ghost = get(a, FIRST_GHOST)
+    table_first = first_ghost + n_ghost_rows
+    out = np.full((table_first + table_rows, a.shape[1]), -1, dtype=np.int64)
+    out[:n_rows] = a[:n_rows]
+    for node in range(max(n_rows, first_ghost), table_first - 1):
+        out[node, NEXT] = node + 1
+    mask = table_rows - 1
+    for row in range(table_first, table_first + table_rows):
+        out[row, KEY] = EMPTY_KEY
+    if n_rows > HEADER_ROWS:
+        old_first = get(a, TABLE_FIRST)
+        for row in range(old_first, old_first + get(a, TABLE_MASK) + 1):
+            key = a[row, KEY]
+            if key != EMPTY_KEY:
+                i = slot_in(out, table_first, mask, key)
+                out[i, KEY] = key
+                out[i, VAL] = a[row, VAL]
+    put(out, TABLE_FIRST, table_first)
+    put(out, TABLE_MASK, mask)
+    put(out, MAX_GHOSTS, table_rows // 2)
+    return out
+
+
+@numba.njit(cache=True)
+def new_rows(capacity, max_slots, n_fields, n_ghosts):
+    """The state array of an empty cache of ``capacity`` bytes over
+    ``max_slots`` slots, with ``n_fields`` node columns, empty lists and
+    rows for ``n_ghosts`` ghosts (at least one)."""
+    n_ghosts = max(n_ghosts, 1)
+    table_rows = 16
+    while table_rows < 2 * n_ghosts:
+        table_rows *= 2
+    header = np.zeros((HEADER_ROWS, n_fields), dtype=np.int64)
+    put(header, CAPACITY, capacity)
+    put(header, FIRST_GHOST, FIRST_SLOT + max_slots)
+    put(header, FREE_GHOST, FIRST_SLOT + max_slots)
+    a = _layout(header, HEADER_ROWS, n_ghosts, table_rows)
+    for s in range(HEADER_ROWS, FIRST_SLOT):
+        a[s, PREV] = s
+        a[s, NEXT] = s
+        a[s, SIZE] = 0
+    return a
+
+
+@numba.njit(cache=True)
+def grown(a):
+    """``a`` with twice the ghost rows and twice the table."""
+    table_first = get(a, TABLE_FIRST)
+    n_ghost_rows = table_first - get(a, FIRST_GHOST)
+    out = _layout(a, table_first, 2 * n_ghost_rows, 2 * (get(a, TABLE_MASK) + 1))
+    # the new ghost rows, then the old free chain
+    out[get(out, TABLE_FIRST) - 1, NEXT] = get(a, FREE_GHOST)
+    put(out, FREE_GHOST, table_first)
+    return out
