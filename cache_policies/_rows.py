@@ -20,16 +20,21 @@ everything in one array ``a`` of ``n_fields`` columns, in row ranges:
 Header and sentinels sit at fixed rows, so reaching them costs no
 arithmetic on loaded values.  Node columns: ``PREV``, ``NEXT``, ``SIZE``, ``LIST`` (-1 for none),
 ``KEY_OF``, then the policy's own.  ``grown`` doubles the ghost rows and the
-table; ``ready`` tells whether a miss can be served without it.
+table; ``ready`` tells whether a miss can be served without it.  A policy
+writes its kernels over the array and gets its jitclass from
+``state_class``.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import int64
+from numba.experimental import jitclass
 
 from ._keymap import EMPTY_KEY, KEY, VAL, delete_in, slot_in
 from ._lists import NEXT, PREV, dll_push_head, dll_unlink
+from .base import StateKernels, protocol_defaults, register_kernels
 
 SIZE = 2
 LIST = 3
@@ -160,6 +165,31 @@ def ready(a, size):
 
 
 @numba.njit(inline="always")
+def evict(a, node):
+    """Unlink resident ``node`` and count it out; return its slot."""
+    unlink(a, node)
+    add(a, USED, -a[node, SIZE])
+    add(a, N_RESIDENT, -1)
+    return node - FIRST_SLOT
+
+
+@numba.njit(inline="always")
+def insert(a, lst, slot, key, size):
+    """Count ``slot`` (holding ``key``) in and link it at the head of ``lst``."""
+    node = FIRST_SLOT + slot
+    a[node, KEY_OF] = key
+    push_head(a, lst, node, size)
+    add(a, USED, size)
+    add(a, N_RESIDENT, 1)
+
+
+@numba.njit(inline="always")
+def remove(a, slot):
+    """The protocol's ``remove``: drop resident ``slot``, no ghost."""
+    evict(a, FIRST_SLOT + slot)
+
+
+@numba.njit(inline="always")
 def used(a):
     return get(a, USED)
 
@@ -229,3 +259,59 @@ def grown(a):
     out[get(out, TABLE_FIRST) - 1, NEXT] = get(a, FREE_GHOST)
     put(out, FREE_GHOST, table_first)
     return out
+
+
+def state_class(name: str, doc: str, *, admit, victim, on_hit, on_insert):
+    """The jitclass of a one-array state driven by the given kernels (plus
+    ``ready``, ``remove``, ``used`` and ``capacity`` from here): its methods, the
+    protocol the live caches call, run the same kernels as the simulator,
+    and the class is registered with them (``StateKernels``).  Built from
+    the state array: ``cls(new_...(...))``."""
+    kernels = StateKernels(ready, admit, victim, on_hit, on_insert, remove, used, capacity)
+    run_admit, run_victim, run_on_hit, run_on_insert = admit, victim, on_hit, on_insert
+
+    class State:
+        def __init__(self, rows):
+            self.n_pending = 0
+            self.rows = rows
+
+        @property
+        def capacity(self):
+            return get(self.rows, CAPACITY)
+
+        @property
+        def used(self):
+            return get(self.rows, USED)
+
+        @property
+        def n_resident(self):
+            return get(self.rows, N_RESIDENT)
+
+        def kernel_state(self):
+            return self.rows
+
+        def grow(self):
+            self.rows = grown(self.rows)
+
+        def admit(self, key, size):
+            return run_admit(self.rows, key, size)
+
+        def victim(self):
+            if not ready(self.rows, 1):
+                self.grow()
+            return run_victim(self.rows)
+
+        def on_insert(self, slot, key, size):
+            run_on_insert(self.rows, slot, key, size)
+
+        def on_hit(self, slot):
+            run_on_hit(self.rows, slot)
+
+        def remove(self, slot):
+            remove(self.rows, slot)
+
+    State.__name__ = State.__qualname__ = name
+    State.__doc__ = doc
+    cls = jitclass([("n_pending", int64), ("rows", int64[:, ::1])])(protocol_defaults(State))
+    register_kernels(cls, kernels)
+    return cls

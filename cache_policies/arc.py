@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import numba
 from llvmlite import ir
-from numba import int64, types
-from numba.experimental import jitclass
+from numba import types
 from numba.extending import intrinsic
 
 from . import _rows as rows
 from ._keymap import VAL
 from ._lists import NEXT
-from ._rows import FIRST_SLOT, KEY_OF, N_RESIDENT, POLICY_FIELDS, SIZE, add, get, put
-from .base import StateKernels, protocol_defaults, register_kernels, register_policy
+from ._rows import FIRST_SLOT, KEY_OF, POLICY_FIELDS, SIZE, get, put
+from .base import register_policy
 
 T1 = 0
 T2 = 1
@@ -102,11 +101,7 @@ def arc_victim(a):
         b2_bytes = rows.list_bytes(a, B2)
         if t1_bytes + b1_bytes + get(a, INCOMING_SIZE) > capacity:
             if b1_bytes == 0:
-                node = rows.tail(a, T1)
-                rows.unlink(a, node)
-                add(a, rows.USED, -a[node, SIZE])
-                add(a, N_RESIDENT, -1)
-                return node - FIRST_SLOT
+                return rows.evict(a, rows.tail(a, T1))
             rows.forget_oldest_ghost(a, B1)
         elif t1_bytes + b1_bytes + rows.list_bytes(a, T2) + b2_bytes >= 2 * capacity and b2_bytes > 0:
             rows.forget_oldest_ghost(a, B2)
@@ -115,22 +110,14 @@ def arc_victim(a):
     from_t1 = t1_bytes > 0 and (t1_bytes > p or (t1_bytes == p and ghost_hit == B2))
     lst = T1 if from_t1 or rows.list_bytes(a, T2) == 0 else T2
     node = rows.tail(a, lst)
-    rows.unlink(a, node)
-    size = a[node, SIZE]
-    add(a, rows.USED, -size)
-    add(a, N_RESIDENT, -1)
-    rows.push_ghost(a, B1 if lst == T1 else B2, a[node, KEY_OF], size)
-    return node - FIRST_SLOT
+    rows.push_ghost(a, B1 if lst == T1 else B2, a[node, KEY_OF], a[node, SIZE])
+    return rows.evict(a, node)
 
 
 @numba.njit(inline="always")
 def arc_on_insert(a, slot, key, size):
-    node = FIRST_SLOT + slot
-    a[node, KEY_OF] = key
-    rows.push_head(a, T1 if get(a, GHOST_HIT) == NO_GHOST_HIT else T2, node, size)
+    rows.insert(a, T1 if get(a, GHOST_HIT) == NO_GHOST_HIT else T2, slot, key, size)
     put(a, GHOST_HIT, NO_GHOST_HIT)
-    add(a, rows.USED, size)
-    add(a, N_RESIDENT, 1)
 
 
 @numba.njit(inline="always")
@@ -140,79 +127,16 @@ def arc_on_hit(a, slot):
         rows.move_to_head(a, T2, node)
 
 
-@numba.njit(inline="always")
-def arc_remove(a, slot):
-    node = FIRST_SLOT + slot
-    rows.unlink(a, node)
-    add(a, rows.USED, -a[node, SIZE])
-    add(a, N_RESIDENT, -1)
-
-
-@jitclass([("n_pending", int64), ("rows", int64[:, ::1])])
-@protocol_defaults
-class ARCState:
-    """ARC state over slots ``[0, max_slots)``, all in the array ``rows``."""
-
-    def __init__(self, capacity, max_slots):
-        self.n_pending = 0
-        self.rows = new_arc(capacity, max_slots)
-
-    @property
-    def capacity(self):
-        return rows.capacity(self.rows)
-
-    @property
-    def used(self):
-        return rows.used(self.rows)
-
-    @property
-    def n_resident(self):
-        return get(self.rows, N_RESIDENT)
-
-    @property
-    def p(self):
-        """Target bytes of T1."""
-        return _p(self.rows)
-
-    def kernel_state(self):
-        return self.rows
-
-    def grow(self):
-        self.rows = rows.grown(self.rows)
-
-    def admit(self, key, size):
-        return arc_admit(self.rows, key, size)
-
-    def victim(self):
-        if not rows.ready(self.rows, 1):
-            self.grow()
-        return arc_victim(self.rows)
-
-    def on_insert(self, slot, key, size):
-        arc_on_insert(self.rows, slot, key, size)
-
-    def on_hit(self, slot):
-        arc_on_hit(self.rows, slot)
-
-    def remove(self, slot):
-        arc_remove(self.rows, slot)
-
-
-register_kernels(
-    ARCState,
-    StateKernels(
-        ready=rows.ready,
-        admit=arc_admit,
-        victim=arc_victim,
-        on_hit=arc_on_hit,
-        on_insert=arc_on_insert,
-        remove=arc_remove,
-        used=rows.used,
-        capacity=rows.capacity,
-    ),
+ARCState = rows.state_class(
+    "ARCState",
+    "ARC state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
+    admit=arc_admit,
+    victim=arc_victim,
+    on_hit=arc_on_hit,
+    on_insert=arc_on_insert,
 )
 
 
 @register_policy("arc", {}, "adaptive replacement cache")
 def build_arc(capacity, max_slots):
-    return ARCState(capacity, max_slots)
+    return ARCState(new_arc(capacity, max_slots))

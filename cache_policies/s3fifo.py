@@ -9,122 +9,125 @@ evicted when it is over its share or S is empty.  This follows libCacheSim's
 Dec-2024 rewrite: before the first eviction, once S is full new objects go to
 M.  Objects at least as large as S are refused (libCacheSim evicts for them
 first and then refuses; here ``admit`` refuses before any eviction).
+
+The state is one array (``_rows``: slots with a hit counter, the three
+queues, ghosts found by key in one table, scalars); the ``s3fifo_*``
+kernels run on it, from the jitclass methods (the live caches) and from the
+simulator's replay loop alike.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import boolean, int64
-from numba.experimental import jitclass
+import numba
 
-from ._keymap import KeyList
-from ._lists import BYTES, COUNT, SIZE, new_nodes, sl_move_to_head, sl_push_head, sl_tail, sl_unlink
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._rows import FIRST_SLOT, KEY_OF, POLICY_FIELDS, SIZE, get, put
+from .base import register_policy
 
 SMALL = 0
 MAIN = 1
+GHOST = 2
+# node column
+FREQ = rows.N_NODE_FIELDS
+# policy scalars
+SMALL_CAPACITY = POLICY_FIELDS
+MAIN_CAPACITY = POLICY_FIELDS + 1
+GHOST_CAPACITY = POLICY_FIELDS + 2
+THRESHOLD = POLICY_FIELDS + 3
+HAS_EVICTED = POLICY_FIELDS + 4
+GHOST_HIT = POLICY_FIELDS + 5
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("small_capacity", int64),
-        ("main_capacity", int64),
-        ("threshold", int64),
-        ("has_evicted", boolean),
-        ("ghost_hit", boolean),
-        ("freq", int64[::1]),
-        ("key_of", int64[::1]),
-        ("max_slots", int64),
-        ("nodes", int64[:, ::1]),
-        ("stats", int64[:, ::1]),
-        ("ghost", KeyList.class_type.instance_type),
-    ]
-)
-@protocol_defaults
-class S3FIFOState:
-    """S3-FIFO state over slots ``[0, max_slots)``."""
+@numba.njit(cache=True)
+def new_s3fifo(capacity, max_slots, small_capacity, ghost_capacity, threshold):
+    """The state array of an empty S3-FIFO cache of ``capacity`` bytes."""
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, min(max_slots, max(ghost_capacity, 16)))
+    put(a, SMALL_CAPACITY, small_capacity)
+    put(a, MAIN_CAPACITY, capacity - small_capacity)
+    put(a, GHOST_CAPACITY, ghost_capacity)
+    put(a, THRESHOLD, threshold)
+    return a
 
-    def __init__(self, capacity, max_slots, small_capacity, ghost_capacity, threshold):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.small_capacity = small_capacity
-        self.main_capacity = capacity - small_capacity
-        self.threshold = threshold
-        self.has_evicted = False
-        self.ghost_hit = False
-        self.freq = np.zeros(max_slots, dtype=np.int64)
-        self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.max_slots = max_slots
-        self.nodes = new_nodes(max_slots, 2, 4)
-        self.stats = np.zeros((2, 2), dtype=np.int64)
-        self.ghost = KeyList(ghost_capacity, min(max_slots, max(ghost_capacity, 16)))
 
-    def admit(self, key, size):
-        self.ghost_hit = self.ghost.remove(key)
-        if size > self.small_capacity or size > self.capacity:
-            return False
-        return self.ghost_hit or size < self.small_capacity
+@numba.njit(inline="always")
+def _remember(a, node):
+    """Make evicted ``node`` the newest ghost, dropping the oldest ghosts
+    while the ghost bytes would exceed their budget (an object larger than
+    the whole budget is not remembered)."""
+    size = a[node, SIZE]
+    budget = get(a, GHOST_CAPACITY)
+    if size > budget:
+        return
+    while rows.list_bytes(a, GHOST) + size > budget:
+        rows.forget_oldest_ghost(a, GHOST)
+    rows.push_ghost(a, GHOST, a[node, KEY_OF], size)
 
-    def _evict_main(self):
-        nodes = self.nodes
-        freq = self.freq
-        while True:
-            slot = sl_tail(nodes, self.max_slots, MAIN)
-            f = freq[slot]
-            if f >= 1:
-                freq[slot] = min(f, 3) - 1
-                sl_move_to_head(nodes, self.stats, self.max_slots, MAIN, slot)
-            else:
-                return slot
 
-    def victim(self):
-        self.has_evicted = True
-        nodes = self.nodes
-        stats = self.stats
-        freq = self.freq
-        while True:
-            if stats[MAIN, BYTES] > self.main_capacity or stats[SMALL, COUNT] == 0:
-                slot = self._evict_main()
-                break
-            slot = -1
-            while stats[SMALL, COUNT] > 0:
-                s = sl_tail(nodes, self.max_slots, SMALL)
-                if freq[s] >= self.threshold:
-                    freq[s] = 0
-                    sl_move_to_head(nodes, stats, self.max_slots, MAIN, s)
-                else:
-                    self.ghost.push(self.key_of[s], nodes[s, SIZE])
-                    slot = s
+@numba.njit(inline="always")
+def s3fifo_admit(a, key, size):
+    row = rows.ghost_row(a, key)
+    ghost_hit = row != -1
+    if ghost_hit:
+        rows.forget_ghost(a, row)
+    put(a, GHOST_HIT, ghost_hit)
+    small_capacity = get(a, SMALL_CAPACITY)
+    if size > small_capacity or size > get(a, rows.CAPACITY):
+        return False
+    return ghost_hit or size < small_capacity
+
+
+@numba.njit(inline="always")
+def s3fifo_victim(a):
+    """Evict one slot (needs ``rows.ready(a, 1)``)."""
+    put(a, HAS_EVICTED, 1)
+    while True:
+        if rows.list_bytes(a, MAIN) > get(a, MAIN_CAPACITY) or rows.list_empty(a, SMALL):
+            while True:
+                node = rows.tail(a, MAIN)
+                f = a[node, FREQ]
+                if f < 1:
                     break
-            if slot != -1:
+                a[node, FREQ] = min(f, 3) - 1
+                rows.move_to_head(a, MAIN, node)
+            break
+        node = -1
+        while not rows.list_empty(a, SMALL):
+            s = rows.tail(a, SMALL)
+            if a[s, FREQ] >= get(a, THRESHOLD):
+                a[s, FREQ] = 0
+                rows.move_to_head(a, MAIN, s)
+            else:
+                _remember(a, s)
+                node = s
                 break
-        sl_unlink(nodes, stats, slot)
-        self.used -= nodes[slot, SIZE]
-        self.n_resident -= 1
-        return slot
+        if node != -1:
+            break
+    return rows.evict(a, node)
 
-    def on_insert(self, slot, key, size):
-        self.key_of[slot] = key
-        self.freq[slot] = 0
-        to_main = self.ghost_hit or (not self.has_evicted and self.stats[SMALL, BYTES] >= self.small_capacity)
-        sl_push_head(self.nodes, self.stats, self.max_slots, MAIN if to_main else SMALL, slot, size)
-        self.ghost_hit = False
-        self.used += size
-        self.n_resident += 1
 
-    def on_hit(self, slot):
-        self.freq[slot] += 1
+@numba.njit(inline="always")
+def s3fifo_on_insert(a, slot, key, size):
+    a[FIRST_SLOT + slot, FREQ] = 0
+    to_main = get(a, GHOST_HIT) != 0 or (
+        get(a, HAS_EVICTED) == 0 and rows.list_bytes(a, SMALL) >= get(a, SMALL_CAPACITY)
+    )
+    rows.insert(a, MAIN if to_main else SMALL, slot, key, size)
+    put(a, GHOST_HIT, 0)
 
-    def remove(self, slot):
-        sl_unlink(self.nodes, self.stats, slot)
-        self.used -= self.nodes[slot, SIZE]
-        self.n_resident -= 1
+
+@numba.njit(inline="always")
+def s3fifo_on_hit(a, slot):
+    a[FIRST_SLOT + slot, FREQ] += 1
+
+
+S3FIFOState = rows.state_class(
+    "S3FIFOState",
+    "S3-FIFO state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
+    admit=s3fifo_admit,
+    victim=s3fifo_victim,
+    on_hit=s3fifo_on_hit,
+    on_insert=s3fifo_on_insert,
+)
 
 
 @register_policy(
@@ -141,4 +144,4 @@ def build_s3fifo(capacity, max_slots, small_size_ratio, ghost_size_ratio, move_t
         raise ValueError(f"s3fifo: move_to_main_threshold must be >= 1, got {move_to_main_threshold}")
     small = int(capacity * small_size_ratio)
     ghost = int(capacity * ghost_size_ratio)
-    return S3FIFOState(capacity, max_slots, small, ghost, move_to_main_threshold)
+    return S3FIFOState(new_s3fifo(capacity, max_slots, small, ghost, move_to_main_threshold))
