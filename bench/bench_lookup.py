@@ -5,16 +5,17 @@ Cases, on one table (default 4M x 64 float32), batches of 2048 bags x pooling 32
 
 a. every row cached in DRAM: tierstore ``lookup`` vs ``torch.nn.functional.embedding_bag``
    over the very same memory (the DRAM slab, shared with torch without a copy);
-b. a warm DRAM cache of 10 % of the table, Zipf: throughput relative to (a); beside it, the
+b. a warm DRAM cache of 10 % of the table, Zipf: throughput relative to (a), for each way the
+   store can read pages (``io="mmap"``, ``io="pread"``; each in its own child process); beside it, the
    time just to read each batch's missed rows from the page cache (through the map, and
    with ``pread``, which maps nothing), and the ratio that floor leaves possible, also
    with the fewest misses any policy can have (Belady; :func:`miss_floor`);
 c. cold SSD path (page cache dropped with ``posix_fadvise(DONTNEED)``): rows/s from
    the LMDB tier vs raw 4 KiB random ``os.pread`` on the same file, same thread count;
-d. peak RSS of (b), run in a child process, against the DRAM budget + 512 MiB, split into
-   anonymous memory and pages of the LMDB file mapped from the page cache (every LMDB
-   reader maps the file; the kernel maps pages around each fault, so a few thousand
-   random reads map most of a file of this size).
+d. peak RSS of (b) against the DRAM budget + 512 MiB, split into anonymous memory and
+   pages of the LMDB file mapped from the page cache: with ``io="mmap"`` the kernel maps
+   pages around each fault, so a few thousand random reads map most of a file of this
+   size; ``io="pread"`` maps almost nothing.
 
 Run: ``python -m bench.bench_lookup`` (``--rows 400000`` for a quick look).  Prints
 one line per figure and a final JSON line that embeds the configuration.
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numba
@@ -60,6 +61,7 @@ class LookupBenchConfig:
     zipf: float = 1.05
     cache_fraction: float = 0.10
     policy: str = "lru"
+    io: str = "mmap"
     warm_batches: int = 200
     cold_rows: int = 20_000
     workdir: str = "bench/out/lookup"
@@ -138,7 +140,7 @@ def case_a(config, path, work_by_name):
 def case_b(config, path, warm, work):
     """10 % DRAM cache, warm, Zipf: pooled rows/s, hit rate, and the process's memory."""
     budget = int(config.cache_fraction * config.rows * config.dim * 4)
-    store = tierstore.open(path, dram_cache_bytes=budget, policy=config.policy)
+    store = tierstore.open(path, dram_cache_bytes=budget, policy=config.policy, io=config.io)
     for indices, offsets in warm:
         store.lookup("t", indices, offsets)
     store.reset_stats()
@@ -148,14 +150,17 @@ def case_b(config, path, warm, work):
               for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]}
     status = Path("/proc/self/status").read_text()
     peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
-    floor = miss_floor(store, work)
+    floor = None
+    if config.io == "mmap":
+        floor = miss_floor(store, work)
+        floor["optimal_missed_rows"] = optimal_misses(config, warm, work)
     store.close()
-    floor["optimal_missed_rows"] = optimal_misses(config, warm, work)
     return {"rows_per_s": speed, "miss_floor": floor, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
             "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
             "p50_ms": stats["latency"]["p50_ms"], "p99_ms": stats["latency"]["p99_ms"],
             "peak_rss_bytes": peak, "rss_bytes": rollup["Rss"], "anon_rss_bytes": rollup["Anonymous"],
-            "file_mapped_rss_bytes": rollup["Rss"] - rollup["Anonymous"]}
+            "data_file_mapped_bytes": stats["ssd"]["data_file_mapped_bytes"],
+            "other_file_mapped_bytes": rollup["Rss"] - rollup["Anonymous"] - stats["ssd"]["data_file_mapped_bytes"]}
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -265,6 +270,37 @@ def case_c(config, path):
     return {"tierstore_rows_per_s": ours, "pread_rows_per_s": raw, "ratio": ours / raw}
 
 
+def report_b(config: LookupBenchConfig, result: dict, io: str) -> None:
+    """Print case (b) and its memory (d) for one ``io`` mode, adding the ratios to ``result``."""
+    b = result["b"][io]
+    if "a" in result:
+        a_batch_ms = config.bags * config.pooling / result["a"]["zipf"]["tierstore_rows_per_s"] * 1e3
+        b["ratio_to_a"] = b["rows_per_s"] / result["a"]["zipf"]["tierstore_rows_per_s"]
+        print(f"b ({config.policy}, io={io}): {b['rows_per_s'] / 1e6:.1f} M rows/s at hit rate {b['hit_rate']:.1%}, "
+              f"{b['ssd_pages_per_batch']:.0f} SSD pages/batch, p50 {b['p50_ms']:.1f} ms, ratio to a/zipf "
+              f"{b['ratio_to_a']:.2f} (target >= 0.5)")
+        floor = b["miss_floor"]
+        if floor is not None:
+            optimal_ms = floor["mapped_ms"] * floor["optimal_missed_rows"] / floor["missed_rows"]
+            b["ratio_bound"] = {"mapped": a_batch_ms / (a_batch_ms + floor["mapped_ms"]),
+                                "pread": a_batch_ms / (a_batch_ms + floor["pread_ms"]),
+                                "mapped_optimal_policy": a_batch_ms / (a_batch_ms + optimal_ms)}
+            print(f"b bound: only reading its {floor['missed_rows']:.0f} missed rows per batch takes "
+                  f"{floor['mapped_ms']:.2f} ms from the mapped file ({floor['pread_ms']:.2f} ms with pread, which "
+                  f"maps nothing), so (b) can reach at most {b['ratio_bound']['mapped']:.2f} "
+                  f"({b['ratio_bound']['pread']:.2f}) of (a)'s {a_batch_ms:.2f} ms per batch; with Belady's "
+                  f"{floor['optimal_missed_rows']:.0f} misses, the fewest any policy can have, at most "
+                  f"{b['ratio_bound']['mapped_optimal_policy']:.2f}")
+    limit = b["budget_bytes"] + (512 << 20)
+    b["rss_within_budget_plus_512mib"] = b["peak_rss_bytes"] <= limit
+    b["anon_rss_within_budget_plus_512mib"] = b["anon_rss_bytes"] <= limit
+    print(f"d (io={io}): peak RSS {b['peak_rss_bytes'] / 2**20:.0f} MiB; at the end {b['rss_bytes'] / 2**20:.0f} MiB = "
+          f"{b['anon_rss_bytes'] / 2**20:.0f} MiB anonymous + {b['data_file_mapped_bytes'] / 2**20:.0f} MiB of the "
+          f"LMDB data file mapped from the page cache + {b['other_file_mapped_bytes'] / 2**20:.0f} MiB of other files "
+          f"(shared libraries); budget {b['budget_bytes'] / 2**20:.0f} MiB + 512 MiB = {limit / 2**20:.0f} MiB "
+          f"(target: peak within)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for field, value in asdict(LookupBenchConfig()).items():
@@ -285,39 +321,17 @@ def main(argv=None) -> int:
         for name, r in result["a"].items():
             print(f"a/{name}: tierstore {r['tierstore_rows_per_s'] / 1e6:.1f} M rows/s, torch "
                   f"{r['torch_rows_per_s'] / 1e6:.1f} M rows/s, ratio {r['ratio']:.2f} (target >= 1.0)")
-    if only in (None, "b"):
+    if only == "b":
         warm = batches(config, config.zipf, config.warm_batches, config.seed + 3)
-        if only == "b":
-            result["b"] = case_b(config, path, warm, zipf_work)
-        else:
-            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b",
-                                    *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in asdict(config).items()), [])],
+        result["b"] = case_b(config, path, warm, zipf_work)
+    elif only is None:
+        result["b"] = {}
+        for io in tierstore.IO_MODES:
+            flags = sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in asdict(replace(config, io=io)).items()), [])
+            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b", *flags],
                                    check=True, capture_output=True, text=True)
-            result["b"] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
-        b = result["b"]
-        if "a" in result:
-            b["ratio_to_a"] = b["rows_per_s"] / result["a"]["zipf"]["tierstore_rows_per_s"]
-            print(f"b ({config.policy}): {b['rows_per_s'] / 1e6:.1f} M rows/s at hit rate {b['hit_rate']:.1%}, "
-                  f"{b['ssd_pages_per_batch']:.0f} SSD pages/batch, ratio to a/zipf {b['ratio_to_a']:.2f} (target >= 0.5)")
-            a_batch_ms = config.bags * config.pooling / result["a"]["zipf"]["tierstore_rows_per_s"] * 1e3
-            floor = b["miss_floor"]
-            optimal_ms = floor["mapped_ms"] * floor["optimal_missed_rows"] / floor["missed_rows"]
-            b["ratio_bound"] = {"mapped": a_batch_ms / (a_batch_ms + floor["mapped_ms"]),
-                                "pread": a_batch_ms / (a_batch_ms + floor["pread_ms"]),
-                                "mapped_optimal_policy": a_batch_ms / (a_batch_ms + optimal_ms)}
-            print(f"b bound: only reading its {floor['missed_rows']:.0f} missed rows per batch takes "
-                  f"{floor['mapped_ms']:.2f} ms from the mapped file ({floor['pread_ms']:.2f} ms with pread, which maps "
-                  f"nothing), so (b) can reach at most {b['ratio_bound']['mapped']:.2f} "
-                  f"({b['ratio_bound']['pread']:.2f}) of (a)'s {a_batch_ms:.2f} ms per batch; with Belady's "
-                  f"{floor['optimal_missed_rows']:.0f} misses, the fewest any policy can have, at most "
-                  f"{b['ratio_bound']['mapped_optimal_policy']:.2f}")
-        limit = b["budget_bytes"] + (512 << 20)
-        b["rss_within_budget_plus_512mib"] = b["peak_rss_bytes"] <= limit
-        b["anon_rss_within_budget_plus_512mib"] = b["anon_rss_bytes"] <= limit
-        print(f"d: peak RSS {b['peak_rss_bytes'] / 2**20:.0f} MiB; at the end {b['rss_bytes'] / 2**20:.0f} MiB = "
-              f"{b['anon_rss_bytes'] / 2**20:.0f} MiB anonymous + {b['file_mapped_rss_bytes'] / 2**20:.0f} MiB of the "
-              f"LMDB file mapped from the page cache; budget {b['budget_bytes'] / 2**20:.0f} MiB + 512 MiB = "
-              f"{limit / 2**20:.0f} MiB")
+            result["b"][io] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
+            report_b(config, result, io)
     if only in (None, "c"):
         result["c"] = case_c(config, path)
         c = result["c"]

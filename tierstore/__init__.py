@@ -10,9 +10,10 @@
 from tierstore.batch import SparseBatch
 from tierstore.config import TableConfig
 from tierstore.pages import CorruptPageError
-from tierstore.store import IncompatibleStoreError, Store, StoreWriteError, create, open
+from tierstore.store import IO_MODES, IncompatibleStoreError, Store, StoreWriteError, create, open
 
 __all__ = [
+    "IO_MODES",
     "CorruptPageError",
     "IncompatibleStoreError",
     "SparseBatch",

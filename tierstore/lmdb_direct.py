@@ -5,7 +5,8 @@ pages would spend milliseconds in the interpreter.  LMDB is built to be read thr
 a memory map (``mdb_get`` returns a pointer into it), so this module maps
 ``data.mdb`` read-only and walks the B+tree in a parallel, ``nogil`` Numba kernel,
 returning each value's offset and length in the map.  Page decoding then reads the
-values in place, with no copy.
+values in place, with no copy, or (``copy_reads``) from private copies made with
+``pread``, which keeps the file's pages out of the process's RSS.
 
 Consistency comes from LMDB itself: the caller holds a py-lmdb read transaction;
 its snapshot's meta page names the roots, and LMDB never reuses a page that a live
@@ -19,6 +20,7 @@ store reads through py-lmdb's ``getmulti`` instead.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import sys
@@ -171,11 +173,40 @@ def _find_named(m, psize, root, name):
     return BAD_PAGE, 0
 
 
-class LmdbDirectReader:
-    """Locates values of named databases in ``data.mdb`` for a py-lmdb read transaction's snapshot."""
+_libc = ctypes.CDLL(None, use_errno=True)
+pread = _libc.pread
+pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64]
+pread.restype = ctypes.c_ssize_t
 
-    def __init__(self, path: Path):
+
+@numba.njit(nogil=True, parallel=True)
+def _pread_values(fd, starts, lengths, offsets, buf, n_chunks):
+    """``pread`` value ``i`` (``lengths[i]`` bytes at file offset ``starts[i]``) to ``buf[offsets[i]:]``,
+    ``n_chunks`` threads; returns how many reads came back short."""
+    short = np.zeros(n_chunks, dtype=np.int64)
+    for chunk in numba.prange(n_chunks):
+        for i in range(starts.size * chunk // n_chunks, starts.size * (chunk + 1) // n_chunks):
+            if pread(fd, buf[offsets[i]:].ctypes.data, lengths[i], starts[i]) != lengths[i]:
+                short[chunk] += 1
+    return short.sum()
+
+
+class LmdbDirectReader:
+    """Locates values of named databases in ``data.mdb`` for a py-lmdb read transaction's snapshot.
+
+    Parameters
+    ----------
+    path : Path
+        The store directory.
+    copy_reads : bool
+        Values are then read with ``pread`` into private buffers (:meth:`read_values`)
+        instead of in place, and the map's pages are dropped after every walk, so the
+        process maps (and holds in its RSS) almost none of the file.
+    """
+
+    def __init__(self, path: Path, copy_reads: bool = False):
         self.path = Path(path) / "data.mdb"
+        self.copy_reads = copy_reads
         self._file = None
         self._map = None
         self.view = np.zeros(0, dtype=np.uint8)
@@ -229,10 +260,30 @@ class LmdbDirectReader:
             lengths = np.empty(keys.size, dtype=np.int64)
             status = np.empty(keys.size, dtype=np.int8)
             _find_u64(self.view, self.psize, np.uint64(root), keys, starts, lengths, status)
+            if self.copy_reads:
+                self._map.madvise(mmap.MADV_DONTNEED)
             if not np.any(status == OUT_OF_MAP):
                 return starts, lengths, status
             self._remap()
         return starts, lengths, status
+
+    def read_values(self, starts: np.ndarray, ends: np.ndarray):
+        """Copy the values ``[starts[i], ends[i])`` of the file into one buffer with ``pread``, in parallel.
+
+        Returns
+        -------
+        buf : uint8 ndarray
+        value_starts, value_ends : int64 ndarrays
+            Where each value sits in ``buf`` (8-aligned when the lengths are).
+        """
+        lengths = ends - starts
+        bounds = np.zeros(starts.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        buf = np.empty(int(bounds[-1]), dtype=np.uint8)
+        n_chunks = max(1, min(numba.get_num_threads(), starts.size))
+        if _pread_values(self._file.fileno(), starts, lengths, bounds, buf, n_chunks):
+            raise OSError(f"{self.path}: short read (the file shrank under a reader?)")
+        return buf, bounds[:-1], bounds[1:]
 
     def prefetch(self, starts: np.ndarray, ends: np.ndarray) -> None:
         """Start reading the values ``[starts[i], ends[i])`` from disk now, all at once (``MADV_WILLNEED``).
@@ -258,11 +309,11 @@ class LmdbDirectReader:
         self._map = self._file = None
 
 
-def open_direct(path) -> LmdbDirectReader | None:
+def open_direct(path, copy_reads: bool = False) -> LmdbDirectReader | None:
     """A direct reader for the store at ``path``, or None where it does not apply (then use py-lmdb)."""
     if os.environ.get("TIERSTORE_LMDB_DIRECT", "1") == "0" or sys.byteorder != "little" or sys.maxsize < 2**63 - 1:
         return None
     try:
-        return LmdbDirectReader(path)
+        return LmdbDirectReader(path, copy_reads)
     except (OSError, ValueError):
         return None

@@ -116,13 +116,17 @@ class SsdTable:
         """Locate, read and verify pages ``page_ids`` (distinct); return raw pages ``(buf, starts)``.
 
         With a direct reader the pages are verified and decoded in place in the
-        memory map; otherwise one ``Cursor.getmulti`` call copies them out.
+        memory map (or in ``pread`` copies, with ``copy_reads``); otherwise one
+        ``Cursor.getmulti`` call copies them out.
         """
         if self.direct is not None and self._resolve_root(txn):
             reader = self.direct[0]
             buf, starts, ends, check = self._locate_direct(page_ids)
             if check.size:
                 reader.prefetch(starts[check], ends[check])
+            if reader.copy_reads:
+                buf, starts, ends = reader.read_values(starts, ends)
+            if check.size:
                 pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
                                    self.page_rows(page_ids[check]))
                 self.verified[page_ids[check]] = True

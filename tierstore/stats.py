@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 LATENCY_WINDOW = 100_000
@@ -41,3 +43,19 @@ class LookupStats:
             return {"p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
         p50, p95, p99 = np.percentile(window, [50, 95, 99]) * 1e3
         return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
+
+
+def mapped_bytes(path) -> int | None:
+    """Resident bytes of this process's mappings of file ``path`` (``/proc/self/smaps``), None without it."""
+    smaps = Path("/proc/self/smaps")
+    if not smaps.exists():
+        return None
+    target = str(Path(path).resolve())
+    total, inside = 0, False
+    for line in smaps.read_text().splitlines():
+        first = line.split(maxsplit=1)[0] if line else ""
+        if "-" in first and not first.endswith(":"):
+            inside = line.endswith(target)
+        elif inside and first == "Rss:":
+            total += int(line.split()[1]) * 1024
+    return total

@@ -33,7 +33,7 @@ from tierstore.dram import DramTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
 from tierstore.ssd import SsdTable, page_keys
-from tierstore.stats import LookupStats
+from tierstore.stats import LookupStats, mapped_bytes
 from tierstore.validate import as_ids, check_bags
 
 FORMAT_VERSION = 1
@@ -41,6 +41,7 @@ META_DB = b"__meta__"
 POSITIONS_CHUNK = 1 << 20
 DEFAULT_MAP_SIZE = 1 << 40
 MAX_DBS = 1024
+IO_MODES = ("mmap", "pread")
 _EMPTY = np.empty((0, 1), dtype=np.float32)
 
 
@@ -111,7 +112,7 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
 
 
 def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = True, tables=None,
-         map_size: int = DEFAULT_MAP_SIZE) -> "Store":
+         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap") -> "Store":
     """Open an existing store.
 
     Parameters
@@ -125,14 +126,26 @@ def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = 
     readonly : bool
     tables : list of TableConfig, optional
         If given, the store's tables must match exactly (else IncompatibleStoreError).
+    map_size : int
+        LMDB map size (the most the store may grow to while open for writing).
+    io : {"mmap", "pread"}
+        How SSD pages are read.  ``"mmap"`` decodes them in place in a read-only map
+        of the data file: fastest, but every page touched stays mapped, so the
+        process's RSS counts up to the whole file (as page-cache pages the OS can
+        reclaim).  ``"pread"`` copies each batch's pages with parallel ``pread``
+        calls and drops the map's pages after each B+tree walk: RSS stays near the
+        DRAM budget whatever the file size, at a syscall per page (see
+        ``bench/bench_lookup.py`` for both).
     """
+    if io not in IO_MODES:
+        raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
     path = Path(path)
     if not (path / "data.mdb").is_file():
         raise FileNotFoundError(f"no tierstore store at {path} (no data.mdb)")
     env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, readonly=readonly, readahead=False,
                     create=False, lock=True)
     try:
-        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy)
+        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io)
     except BaseException:
         env.close()
         raise
@@ -153,7 +166,7 @@ class Store:
     serialized per store (a lock); the kernels inside use every Numba thread.
     """
 
-    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy):
+    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap"):
         self.path = Path(path)
         self.env = env
         self.readonly = readonly
@@ -162,7 +175,10 @@ class Store:
         self._epoch = None
         self._tier_of: dict[str, DramTier] = {}
         self._tiers: list[DramTier] = []
-        self._direct = open_direct(self.path)
+        self._direct = open_direct(self.path, copy_reads=io == "pread")
+        if io == "pread" and self._direct is None:
+            raise ValueError("io='pread' needs the direct LMDB reader, which is off (TIERSTORE_LMDB_DIRECT=0) or "
+                             "does not support this platform or LMDB format; use io='mmap'")
         self._read_meta_and_layouts()
         self._build_tiers(dram_cache_bytes, policy)
 
@@ -449,7 +465,12 @@ class Store:
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
-        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles."""
+        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles.
+
+        ``ssd["data_file_mapped_bytes"]`` is how much of the LMDB data file this
+        process holds mapped (RSS that the OS can reclaim as page cache; large with
+        ``io="mmap"``, small with ``io="pread"``), or None where ``/proc`` is missing.
+        """
         s = self._stats
         accesses = s.dram_hits + s.dram_misses
         ssd = {"pages_read": 0, "bytes_read": 0, "rows_decoded": 0}
@@ -466,7 +487,7 @@ class Store:
                 "bytes_used": sum(t.used_bytes for t in self._tiers),
                 "budget_bytes": sum(t.budget_bytes for t in self._tiers),
             },
-            "ssd": {**ssd, "hits": s.dram_misses},
+            "ssd": {**ssd, "hits": s.dram_misses, "data_file_mapped_bytes": mapped_bytes(self.path / "data.mdb")},
             "lookups": s.lookups,
             "bags": s.bags,
             "batches": s.batches,
