@@ -30,7 +30,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import ctypes
 import json
 import subprocess
 import sys
@@ -163,23 +162,6 @@ def case_b(config, path, warm, work):
             "other_file_mapped_bytes": rollup["Rss"] - rollup["Anonymous"] - stats["ssd"]["data_file_mapped_bytes"]}
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_pread = _libc.pread
-_pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64]
-_pread.restype = ctypes.c_ssize_t
-
-
-@numba.njit(nogil=True, parallel=True)
-def _pread_pages(fd, offsets, buf, n_chunks):
-    """``pread`` one 4 KiB page at each offset into ``buf`` rows, ``n_chunks`` threads; returns short reads."""
-    short = np.zeros(n_chunks, dtype=np.int64)
-    for chunk in numba.prange(n_chunks):
-        for i in range(offsets.size * chunk // n_chunks, offsets.size * (chunk + 1) // n_chunks):
-            if _pread(fd, buf[i].ctypes.data, 4096, offsets[i]) != 4096:
-                short[chunk] += 1
-    return short.sum()
-
-
 def miss_floor(store, work) -> dict:
     """Milliseconds per batch just to read each batch's missed rows, through the map and with ``pread``,
     and the missed rows per batch.
@@ -190,9 +172,8 @@ def miss_floor(store, work) -> dict:
 
     - ``mapped``: copy the rows out of their pages in the mapped LMDB file (the store's
       float32 decode: one prefetching pass; no page lookups, checks, policy or pooling);
-    - ``pread``: ``pread`` the 4 KiB page around each missed row into a reused buffer,
-      with the benchmark's threads, the way a reader that maps nothing (and so adds no
-      page-cache pages to its RSS) would have to.
+    - ``pread``: copy the pages holding them with the store's parallel ``pread``
+      (``io="pread"``, which maps nothing and so adds no page-cache pages to RSS).
 
     Any implementation reads its missed rows once, so (a)'s batch time plus the floor
     bounds what (b) can reach.  Reads the store's internals (one identity-layout table).
@@ -203,27 +184,22 @@ def miss_floor(store, work) -> dict:
     rpp, dim = ssd.config.rows_per_page, ssd.config.dim
     mapped = through_pread = 0.0
     n_missed = 0
-    buf = np.ones((0, 4096), dtype=np.uint8)
-    with open(reader.path, "rb") as file:
-        _pread_pages(file.fileno(), np.zeros(0, dtype=np.int64), buf, 1)  # compile outside the timing
-        for indices, offsets in work:
-            distinct = np.unique(indices)
-            missed = distinct[tier.row2slot[distinct] < 0]
-            starts = ssd.value_start[missed // rpp]
-            missed, starts = missed[starts > 0], starts[starts > 0]
-            n_missed += missed.size
-            out = np.empty((missed.size, dim), dtype=np.float32)
-            start = time.perf_counter()
-            pages.decode_rows(reader.view, starts, np.arange(missed.size), missed % rpp, 0, dim, out)
-            mapped += time.perf_counter() - start
-            page_starts = (starts + pages.HEADER_BYTES + (missed % rpp) * dim * 4) // 4096 * 4096
-            if buf.shape[0] < missed.size:
-                buf = np.ones((2 * missed.size, 4096), dtype=np.uint8)
-            start = time.perf_counter()
-            if _pread_pages(file.fileno(), page_starts, buf, numba.get_num_threads()):
-                raise OSError("short pread from the LMDB data file")
-            through_pread += time.perf_counter() - start
-            store.lookup("t", indices, offsets)
+    reader.read_values(ssd.value_start[:1], ssd.value_end[:1])  # compile outside the timing
+    for indices, offsets in work:
+        distinct = np.unique(indices)
+        missed = distinct[tier.row2slot[distinct] < 0]
+        missed = missed[ssd.value_start[missed // rpp] > 0]
+        n_missed += missed.size
+        out = np.empty((missed.size, dim), dtype=np.float32)
+        starts, rank, slot = ssd.value_start[missed // rpp], np.arange(missed.size), missed % rpp
+        start = time.perf_counter()
+        pages.decode_rows(reader.view, starts, rank, slot, 0, dim, out)
+        mapped += time.perf_counter() - start
+        page_ids = np.unique(missed // rpp)
+        start = time.perf_counter()
+        reader.read_values(ssd.value_start[page_ids], ssd.value_end[page_ids])
+        through_pread += time.perf_counter() - start
+        store.lookup("t", indices, offsets)
     return {"mapped_ms": mapped / len(work) * 1e3, "pread_ms": through_pread / len(work) * 1e3,
             "missed_rows": n_missed / len(work)}
 

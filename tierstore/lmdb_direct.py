@@ -207,6 +207,7 @@ class LmdbDirectReader:
     def __init__(self, path: Path, copy_reads: bool = False):
         self.path = Path(path) / "data.mdb"
         self.copy_reads = copy_reads
+        self._copies = np.zeros(0, dtype=np.uint8)
         self._file = None
         self._map = None
         self.view = np.zeros(0, dtype=np.uint8)
@@ -273,13 +274,16 @@ class LmdbDirectReader:
         Returns
         -------
         buf : uint8 ndarray
+            The reader's copy buffer (grown as needed, reused): valid until the next call.
         value_starts, value_ends : int64 ndarrays
             Where each value sits in ``buf`` (8-aligned when the lengths are).
         """
         lengths = ends - starts
         bounds = np.zeros(starts.size + 1, dtype=np.int64)
         np.cumsum(lengths, out=bounds[1:])
-        buf = np.empty(int(bounds[-1]), dtype=np.uint8)
+        if self._copies.size < bounds[-1]:
+            self._copies = np.empty(int(bounds[-1]) * 2, dtype=np.uint8)
+        buf = self._copies
         n_chunks = max(1, min(numba.get_num_threads(), starts.size))
         if _pread_values(self._file.fileno(), starts, lengths, bounds, buf, n_chunks):
             raise OSError(f"{self.path}: short read (the file shrank under a reader?)")
