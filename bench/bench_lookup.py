@@ -67,11 +67,21 @@ class LookupBenchConfig:
     seed: int = 0
 
 
-def batches(config: LookupBenchConfig, zipf: float, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``count`` batches of (indices, offsets[B]) with Zipf(``zipf``) rows (0 = uniform)."""
+def stream(config: LookupBenchConfig, zipf: float, count: int, seed: int):
+    """``count`` batches of (indices, offsets[B]) with Zipf(``zipf``) rows (0 = uniform), made as they are used."""
     spec = TraceSpec(tables=(TableSpec("t", config.rows, zipf=zipf, pooling=config.pooling, pooling_dist="fixed"),),
                      batch_size=config.bags, num_batches=count, seed=seed)
-    return [(b.values, b.offsets[:-1]) for b in generate(spec)]
+    return ((b.values, b.offsets[:-1]) for b in generate(spec))
+
+
+def batches(config: LookupBenchConfig, zipf: float, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`stream` held in memory, for batches that are timed again and again."""
+    return list(stream(config, zipf, count, seed))
+
+
+def warm_up_stream(config: LookupBenchConfig):
+    """The batches that warm case (b)'s cache (never held in memory: (d) measures the process)."""
+    return stream(config, config.zipf, config.warm_batches, config.seed + 3)
 
 
 def build(config: LookupBenchConfig) -> Path:
@@ -136,11 +146,11 @@ def case_a(config, path, work_by_name):
     return results
 
 
-def case_b(config, path, warm, work):
+def case_b(config, path, work):
     """10 % DRAM cache, warm, Zipf: pooled rows/s, hit rate, and the process's memory."""
     budget = int(config.cache_fraction * config.rows * config.dim * 4)
     store = tierstore.open(path, dram_cache_bytes=budget, policy=config.policy, io=config.io)
-    for indices, offsets in warm:
+    for indices, offsets in warm_up_stream(config):
         store.lookup("t", indices, offsets)
     store.reset_stats()
     speed = rows_per_second(lambda w: store.lookup("t", w[0], w[1]), work, config.repeats, config.bags * config.pooling)
@@ -152,7 +162,7 @@ def case_b(config, path, warm, work):
     floor = None
     if config.io == "mmap":
         floor = miss_floor(store, work)
-        floor["optimal_missed_rows"] = optimal_misses(config, warm, work)
+        floor["optimal_missed_rows"] = optimal_misses(config, work)
     store.close()
     return {"rows_per_s": speed, "miss_floor": floor, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
             "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
@@ -204,7 +214,7 @@ def miss_floor(store, work) -> dict:
             "missed_rows": n_missed / len(work)}
 
 
-def optimal_misses(config: LookupBenchConfig, warm, work) -> float:
+def optimal_misses(config: LookupBenchConfig, work) -> float:
     """Distinct-row misses per timed batch of Belady's optimal cache at (b)'s budget.
 
     The stream is each batch's distinct rows, warm-up batches first (the store reports
@@ -213,8 +223,8 @@ def optimal_misses(config: LookupBenchConfig, warm, work) -> float:
     """
     from cache_policies import make_policy, simulate
 
-    rows = [np.unique(indices) for indices, _ in list(warm) + list(work)]
-    timed = sum(r.size for r in rows[len(warm):])
+    rows = [np.unique(indices) for indices, _ in warm_up_stream(config)] + [np.unique(i) for i, _ in work]
+    timed = sum(r.size for r in rows[config.warm_batches:])
     log = simulate(np.concatenate(rows), make_policy("belady"), int(config.cache_fraction * config.rows),
                    record=True).log
     return float(np.count_nonzero(log.outcome[-timed:] != 1)) / len(work)
@@ -298,8 +308,7 @@ def main(argv=None) -> int:
             print(f"a/{name}: tierstore {r['tierstore_rows_per_s'] / 1e6:.1f} M rows/s, torch "
                   f"{r['torch_rows_per_s'] / 1e6:.1f} M rows/s, ratio {r['ratio']:.2f} (target >= 1.0)")
     if only == "b":
-        warm = batches(config, config.zipf, config.warm_batches, config.seed + 3)
-        result["b"] = case_b(config, path, warm, zipf_work)
+        result["b"] = case_b(config, path, zipf_work)
     elif only is None:
         result["b"] = {}
         for io in tierstore.IO_MODES:

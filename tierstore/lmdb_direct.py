@@ -282,7 +282,7 @@ class LmdbDirectReader:
         bounds = np.zeros(starts.size + 1, dtype=np.int64)
         np.cumsum(lengths, out=bounds[1:])
         if self._copies.size < bounds[-1]:
-            self._copies = np.empty(int(bounds[-1]) * 2, dtype=np.uint8)
+            self._copies = np.empty(int(bounds[-1]) * 5 // 4, dtype=np.uint8)
         buf = self._copies
         n_chunks = max(1, min(numba.get_num_threads(), starts.size))
         if _pread_values(self._file.fileno(), starts, lengths, bounds, buf, n_chunks):
