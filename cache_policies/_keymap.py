@@ -2,7 +2,7 @@
 
 ``KeyMap`` is an open-addressing (linear probing, backward-shift deletion)
 int64 -> int64 map (``slot_in`` and ``delete_in`` also serve a table
-kept in a row range of a larger array); ``KeyList`` is an ordered list of keys (with sizes and a
+kept in a row range of a larger array, several entries per row); ``KeyList`` is an ordered list of keys (with sizes and a
 small integer tag) that also answers membership, moves and removes any key in
 O(1): the ghost queues of S3-FIFO, 2Q and ARC and the stacks of LIRS.  Ghosts
 are tracked by *key*, never by slot, because a live cache reuses slots for
@@ -32,27 +32,35 @@ def _home(key, mask):
 
 
 @numba.njit(inline="always")
-def slot_in(rows, first, mask, key):
-    """Row of ``key`` in the table at rows ``[first, first + mask]`` of
-    ``rows`` (``mask + 1`` a power of two), or of the empty row where it
-    would go."""
+def entry_at(first, shift, i):
+    """Row and key column of entry ``i`` of a table starting at row ``first``
+    with ``2**shift`` entries (key and value side by side) per row."""
+    return first + (i >> shift), (i & ((1 << shift) - 1)) * 2
+
+
+@numba.njit(inline="always")
+def slot_in(rows, first, mask, shift, key):
+    """Entry of ``key`` in the table of ``mask + 1`` entries (a power of two)
+    at row ``first`` of ``rows``, ``2**shift`` per row, or of the empty entry
+    where it would go."""
     i = _home(key, mask)
     while True:
-        k = rows[first + i, KEY]
+        r, c = entry_at(first, shift, i)
+        k = rows[r, c + KEY]
         if k == key or k == EMPTY_KEY:
-            return first + i
+            return i
         i = (i + 1) & mask
 
 
 @numba.njit(inline="always")
-def delete_in(rows, first, mask, row):
-    """Empty table row ``row`` (table at rows ``[first, first + mask]``),
-    shifting later entries of its probe run back."""
-    i = row - first
+def delete_in(rows, first, mask, shift, i):
+    """Empty entry ``i`` of the table (as in ``slot_in``), shifting later
+    entries of its probe run back."""
     j = i
     while True:
         j = (j + 1) & mask
-        kj = rows[first + j, KEY]
+        rj, cj = entry_at(first, shift, j)
+        kj = rows[rj, cj + KEY]
         if kj == EMPTY_KEY:
             break
         home = _home(kj, mask)
@@ -63,22 +71,24 @@ def delete_in(rows, first, mask, row):
             stays = home > i or home <= j
         if stays:
             continue
-        rows[first + i, KEY] = kj
-        rows[first + i, VAL] = rows[first + j, VAL]
+        ri, ci = entry_at(first, shift, i)
+        rows[ri, ci + KEY] = kj
+        rows[ri, ci + VAL] = rows[rj, cj + VAL]
         i = j
-    rows[first + i, KEY] = EMPTY_KEY
+    ri, ci = entry_at(first, shift, i)
+    rows[ri, ci + KEY] = EMPTY_KEY
 
 
 @numba.njit(inline="always")
 def _slot_for(table, key):
     """Index of ``key`` in ``table``, or of the empty entry where it would go."""
-    return slot_in(table, 0, table.shape[0] - 1, key)
+    return slot_in(table, 0, table.shape[0] - 1, 0, key)
 
 
 @numba.njit(inline="always")
 def _delete_at(table, i):
     """Empty entry ``i``, shifting later entries of its probe run back."""
-    delete_in(table, 0, table.shape[0] - 1, i)
+    delete_in(table, 0, table.shape[0] - 1, 0, i)
 
 
 @numba.njit(cache=True)

@@ -15,7 +15,11 @@ everything in one array ``a`` of ``n_fields`` columns, in row ranges:
 - ghost rows (objects remembered by key after eviction), free ones chained
   through ``NEXT``;
 - the ghost table: open addressing (``_keymap.slot_in``) from a key to its
-  ghost row, at most half full.
+  ghost row, at most half full, ``2**TABLE_SHIFT`` entries per row.
+
+Where each key keeps one slot for good (the simulator's dense ids, after
+``key_by_slot``: the replay then passes slots as keys), a ghost stays in its
+own slot's row, linked into a ghost list: no table, no ghost rows.
 
 Header and sentinels sit at fixed rows, so reaching them costs no
 arithmetic on loaded values.  Node columns: ``PREV``, ``NEXT``, ``SIZE``, ``LIST`` (-1 for none),
@@ -32,7 +36,7 @@ import numpy as np
 from numba import int64
 from numba.experimental import jitclass
 
-from ._keymap import EMPTY_KEY, KEY, VAL, delete_in, slot_in
+from ._keymap import EMPTY_KEY, KEY, VAL, delete_in, entry_at, slot_in
 from ._lists import NEXT, PREV, dll_push_head, dll_unlink
 from .base import StateKernels, protocol_defaults, register_kernels
 
@@ -50,8 +54,10 @@ N_GHOSTS = 5
 MAX_GHOSTS = 6
 TABLE_FIRST = 7
 TABLE_MASK = 8
-POLICY_FIELDS = 9
+KEYS_ARE_SLOTS = 9
+POLICY_FIELDS = 10
 HEADER_ROWS = 16
+TABLE_SHIFT = 1
 MAX_LISTS = 4
 FIRST_SLOT = HEADER_ROWS + MAX_LISTS
 
@@ -118,41 +124,61 @@ def move_to_head(a, lst, node):
 
 
 @numba.njit(inline="always")
-def ghost_row(a, key):
-    """Table row of ghost ``key``, -1 if ``key`` is no ghost."""
-    i = slot_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), key)
-    return i if a[i, KEY] == key else -1
+def _table_entry(a, key):
+    """Table entry of ``key``, or the empty entry where it would go, and its
+    row and key column."""
+    first = get(a, TABLE_FIRST)
+    i = slot_in(a, first, get(a, TABLE_MASK), TABLE_SHIFT, key)
+    r, c = entry_at(first, TABLE_SHIFT, i)
+    return i, r, c
 
 
 @numba.njit(inline="always")
-def forget_ghost(a, row):
-    """Drop the ghost of table row ``row``: table entry, list and row."""
-    node = a[row, VAL]
-    delete_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), row)
+def find_ghost(a, key):
+    """Row of the ghost of ``key`` (not resident), -1 if there is none."""
+    if get(a, KEYS_ARE_SLOTS):
+        node = FIRST_SLOT + key
+        return node if a[node, LIST] != -1 else -1
+    i, r, c = _table_entry(a, key)
+    return a[r, c + VAL] if a[r, c + KEY] == key else -1
+
+
+@numba.njit(inline="always")
+def forget_ghost(a, node):
+    """Drop ghost ``node``: unlink it (and free its row and table entry)."""
     unlink(a, node)
-    a[node, NEXT] = get(a, FREE_GHOST)
-    put(a, FREE_GHOST, node)
     add(a, N_GHOSTS, -1)
+    if not get(a, KEYS_ARE_SLOTS):
+        i, r, c = _table_entry(a, a[node, KEY_OF])
+        delete_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), TABLE_SHIFT, i)
+        a[node, NEXT] = get(a, FREE_GHOST)
+        put(a, FREE_GHOST, node)
 
 
 @numba.njit(inline="always")
 def forget_oldest_ghost(a, lst):
     """Drop the oldest ghost of list ``lst`` (not empty)."""
-    forget_ghost(a, ghost_row(a, a[tail(a, lst), KEY_OF]))
+    forget_ghost(a, tail(a, lst))
 
 
 @numba.njit(inline="always")
-def push_ghost(a, lst, key, size):
-    """Remember ``key`` (no ghost yet) as the newest ghost of list ``lst``
-    (needs ``ready``)."""
-    node = get(a, FREE_GHOST)
-    put(a, FREE_GHOST, a[node, NEXT])
-    a[node, KEY_OF] = key
-    push_head(a, lst, node, size)
+def push_ghost(a, lst, node):
+    """Remember the object of ``node``, just evicted, as the newest ghost of
+    list ``lst`` (needs ``ready``): in ``node`` itself when keys are slots,
+    else in a ghost row found by key through the table."""
     add(a, N_GHOSTS, 1)
-    i = slot_in(a, get(a, TABLE_FIRST), get(a, TABLE_MASK), key)
-    a[i, KEY] = key
-    a[i, VAL] = node
+    size = a[node, SIZE]
+    if get(a, KEYS_ARE_SLOTS):
+        push_head(a, lst, node, size)
+        return
+    key = a[node, KEY_OF]
+    ghost = get(a, FREE_GHOST)
+    put(a, FREE_GHOST, a[ghost, NEXT])
+    a[ghost, KEY_OF] = key
+    push_head(a, lst, ghost, size)
+    i, r, c = _table_entry(a, key)
+    a[r, c + KEY] = key
+    a[r, c + VAL] = ghost
 
 
 @numba.njit(inline="always")
@@ -160,6 +186,8 @@ def ready(a, size):
     """Whether ghost rows and table room suffice for every victim a miss of
     ``size`` bytes may take, each adding at most one ghost (at most one
     victim per byte, and no more than are resident)."""
+    if get(a, KEYS_ARE_SLOTS):
+        return True
     n_ghosts = get(a, N_GHOSTS) + min(size, get(a, N_RESIDENT))
     return n_ghosts <= get(a, TABLE_FIRST) - get(a, FIRST_GHOST) and n_ghosts <= get(a, MAX_GHOSTS)
 
@@ -200,31 +228,33 @@ def capacity(a):
 
 
 @numba.njit(cache=True)
-def _layout(a, n_rows, n_ghost_rows, table_rows):
+def _layout(a, n_rows, n_ghost_rows, n_entries):
     """A state array: rows ``[0, n_rows)`` copied from ``a`` (the header at
     least), ghost rows up to ``FIRST_GHOST + n_ghost_rows`` (those from
     ``n_rows`` chained free, the last one's ``NEXT`` -1), and a table of
-    ``table_rows`` (a power of two) holding ``a``'s ghost table entries."""
+    ``n_entries`` (a power of two) holding ``a``'s ghost table entries."""
     first_ghost = get(a, FIRST_GHOST)
     table_first = first_ghost + n_ghost_rows
-    out = np.full((table_first + table_rows, a.shape[1]), -1, dtype=np.int64)
+    out = np.full((table_first + (n_entries >> TABLE_SHIFT), a.shape[1]), -1, dtype=np.int64)
     out[:n_rows] = a[:n_rows]
     for node in range(max(n_rows, first_ghost), table_first - 1):
         out[node, NEXT] = node + 1
-    mask = table_rows - 1
-    for row in range(table_first, table_first + table_rows):
-        out[row, KEY] = EMPTY_KEY
+    mask = n_entries - 1
+    for i in range(n_entries):
+        r, c = entry_at(table_first, TABLE_SHIFT, i)
+        out[r, c + KEY] = EMPTY_KEY
     if n_rows > HEADER_ROWS:
         old_first = get(a, TABLE_FIRST)
-        for row in range(old_first, old_first + get(a, TABLE_MASK) + 1):
-            key = a[row, KEY]
+        for e in range(get(a, TABLE_MASK) + 1):
+            r, c = entry_at(old_first, TABLE_SHIFT, e)
+            key = a[r, c + KEY]
             if key != EMPTY_KEY:
-                i = slot_in(out, table_first, mask, key)
-                out[i, KEY] = key
-                out[i, VAL] = a[row, VAL]
+                ro, co = entry_at(table_first, TABLE_SHIFT, slot_in(out, table_first, mask, TABLE_SHIFT, key))
+                out[ro, co + KEY] = key
+                out[ro, co + VAL] = a[r, c + VAL]
     put(out, TABLE_FIRST, table_first)
     put(out, TABLE_MASK, mask)
-    put(out, MAX_GHOSTS, table_rows // 2)
+    put(out, MAX_GHOSTS, n_entries // 2)
     return out
 
 
@@ -234,14 +264,14 @@ def new_rows(capacity, max_slots, n_fields, n_ghosts):
     ``max_slots`` slots, with ``n_fields`` node columns, empty lists and
     rows for ``n_ghosts`` ghosts (at least one)."""
     n_ghosts = max(n_ghosts, 1)
-    table_rows = 16
-    while table_rows < 2 * n_ghosts:
-        table_rows *= 2
+    n_entries = 16
+    while n_entries < 2 * n_ghosts:
+        n_entries *= 2
     header = np.zeros((HEADER_ROWS, n_fields), dtype=np.int64)
     put(header, CAPACITY, capacity)
     put(header, FIRST_GHOST, FIRST_SLOT + max_slots)
     put(header, FREE_GHOST, FIRST_SLOT + max_slots)
-    a = _layout(header, HEADER_ROWS, n_ghosts, table_rows)
+    a = _layout(header, HEADER_ROWS, n_ghosts, n_entries)
     for s in range(HEADER_ROWS, FIRST_SLOT):
         a[s, PREV] = s
         a[s, NEXT] = s
@@ -289,6 +319,10 @@ def state_class(name: str, doc: str, *, admit, victim, on_hit, on_insert):
 
         def kernel_state(self):
             return self.rows
+
+        def key_by_slot(self):
+            """From now on every key is its own slot id (a fresh state only)."""
+            put(self.rows, KEYS_ARE_SLOTS, 1)
 
         def grow(self):
             self.rows = grown(self.rows)

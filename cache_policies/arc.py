@@ -7,10 +7,10 @@ shrinks it, and the object goes to T2; REPLACE evicts from T1 when it exceeds
 ``p``, else from T2.  Sizes count bytes, ``p`` is a float and ghost lists are
 trimmed as in libCacheSim (|T1|+|B1| <= c, total <= 2c).
 
-The state is one array (``_rows``: slots, the four lists, ghosts found by
-key in one table, scalars; ``p`` is kept as its float64 bits); the ``arc_*``
-kernels run on it, from the jitclass methods (the live caches) and from the
-simulator's replay loop alike.
+The state is one array (``_rows``: slots, the four lists, ghosts, scalars;
+``p`` is kept as its float64 bits); the ``arc_*`` kernels run on it, from
+the jitclass methods (the live caches, ghosts found by key in a table) and
+from the simulator's replay loop (ghosts kept in their slots' rows) alike.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import _rows as rows
-from ._keymap import VAL
 from ._lists import NEXT
-from ._rows import FIRST_SLOT, KEY_OF, POLICY_FIELDS, SIZE, get, put
+from ._rows import FIRST_SLOT, POLICY_FIELDS, get, put
 from .base import register_policy
 
 T1 = 0
@@ -72,25 +71,25 @@ def new_arc(capacity, max_slots):
     return a
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def arc_admit(a, key, size):
     put(a, GHOST_HIT, NO_GHOST_HIT)
     put(a, INCOMING_SIZE, size)
-    row = rows.ghost_row(a, key)
-    if row != -1:
+    ghost = rows.find_ghost(a, key)
+    if ghost != -1:
         b1_bytes = rows.list_bytes(a, B1)
         b2_bytes = rows.list_bytes(a, B2)
-        lst = a[a[row, VAL], rows.LIST]
+        lst = a[ghost, rows.LIST]
         if lst == B1:
             _set_p(a, min(_p(a) + max(b2_bytes / b1_bytes, 1.0), float(get(a, rows.CAPACITY))))
         else:
             _set_p(a, max(_p(a) - max(b1_bytes / b2_bytes, 1.0), 0.0))
         put(a, GHOST_HIT, lst)
-        rows.forget_ghost(a, row)
+        rows.forget_ghost(a, ghost)
     return size <= get(a, rows.CAPACITY)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def arc_victim(a):
     """Evict one slot (needs ``rows.ready(a, 1)``)."""
     capacity = get(a, rows.CAPACITY)
@@ -110,17 +109,18 @@ def arc_victim(a):
     from_t1 = t1_bytes > 0 and (t1_bytes > p or (t1_bytes == p and ghost_hit == B2))
     lst = T1 if from_t1 or rows.list_bytes(a, T2) == 0 else T2
     node = rows.tail(a, lst)
-    rows.push_ghost(a, B1 if lst == T1 else B2, a[node, KEY_OF], a[node, SIZE])
-    return rows.evict(a, node)
+    slot = rows.evict(a, node)
+    rows.push_ghost(a, B1 if lst == T1 else B2, node)
+    return slot
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def arc_on_insert(a, slot, key, size):
     rows.insert(a, T1 if get(a, GHOST_HIT) == NO_GHOST_HIT else T2, slot, key, size)
     put(a, GHOST_HIT, NO_GHOST_HIT)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def arc_on_hit(a, slot):
     node = FIRST_SLOT + slot
     if a[rows.sentinel(T2), NEXT] != node:

@@ -59,18 +59,19 @@ _REGISTRY: dict[str, PolicySpec] = {}
 
 @dataclass(frozen=True)
 class StateKernels:
-    """A state class's protocol as functions over its arrays.
+    """A state class's protocol as functions over its array.
 
     The class keeps its whole state, scalars included, in one array (numba
-    prunes reference counting from a loop only when the code it inlines
-    holds a single array), returns it from ``kernel_state()`` and
-    reallocates it in ``grow()``.  Each kernel is a
-    ``numba.njit(inline="always")`` function taking that array ``a`` first:
-    ``ready(a, size)`` (a miss of ``size`` bytes can
-    be served, every victim included, without ``grow``), ``admit(a, key,
-    size)``, ``victim(a)``, ``on_hit(a, slot)``, ``on_insert(a, slot, key,
-    size)``, ``remove(a, slot)``, ``used(a)``, ``capacity(a)``.  Such a class
-    never has pending evictions and ignores next-access times.
+    prunes reference counting from a loop only where the code it runs holds
+    a single array), returns it from ``kernel_state()``, reallocates it in
+    ``grow()`` and, after ``key_by_slot()``, takes every key to be its own
+    slot id (the simulator's dense ids).  Each kernel is a ``numba.njit``
+    function taking that array ``a`` first: ``ready(a, size)`` (a miss of
+    ``size`` bytes can be served, every victim included, without ``grow``),
+    ``admit(a, key, size)``, ``victim(a)``, ``on_hit(a, slot)``,
+    ``on_insert(a, slot, key, size)``, ``remove(a, slot)``, ``used(a)``,
+    ``capacity(a)``.  Such a class never has pending evictions and ignores
+    next-access times.
     """
 
     ready: Callable

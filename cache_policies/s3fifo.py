@@ -11,9 +11,9 @@ M.  Objects at least as large as S are refused (libCacheSim evicts for them
 first and then refuses; here ``admit`` refuses before any eviction).
 
 The state is one array (``_rows``: slots with a hit counter, the three
-queues, ghosts found by key in one table, scalars); the ``s3fifo_*``
-kernels run on it, from the jitclass methods (the live caches) and from the
-simulator's replay loop alike.
+queues, ghosts, scalars); the ``s3fifo_*`` kernels run on it, from the
+jitclass methods (the live caches, ghosts found by key in a table) and from
+the simulator's replay loop (ghosts kept in their slots' rows) alike.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 
 from . import _rows as rows
-from ._rows import FIRST_SLOT, KEY_OF, POLICY_FIELDS, SIZE, get, put
+from ._rows import FIRST_SLOT, POLICY_FIELDS, SIZE, get, put
 from .base import register_policy
 
 SMALL = 0
@@ -51,7 +51,7 @@ def new_s3fifo(capacity, max_slots, small_capacity, ghost_capacity, threshold):
 
 @numba.njit(inline="always")
 def _remember(a, node):
-    """Make evicted ``node`` the newest ghost, dropping the oldest ghosts
+    """Make ``node``, just evicted, the newest ghost, dropping the oldest ghosts
     while the ghost bytes would exceed their budget (an object larger than
     the whole budget is not remembered)."""
     size = a[node, SIZE]
@@ -60,15 +60,15 @@ def _remember(a, node):
         return
     while rows.list_bytes(a, GHOST) + size > budget:
         rows.forget_oldest_ghost(a, GHOST)
-    rows.push_ghost(a, GHOST, a[node, KEY_OF], size)
+    rows.push_ghost(a, GHOST, node)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def s3fifo_admit(a, key, size):
-    row = rows.ghost_row(a, key)
-    ghost_hit = row != -1
+    ghost = rows.find_ghost(a, key)
+    ghost_hit = ghost != -1
     if ghost_hit:
-        rows.forget_ghost(a, row)
+        rows.forget_ghost(a, ghost)
     put(a, GHOST_HIT, ghost_hit)
     small_capacity = get(a, SMALL_CAPACITY)
     if size > small_capacity or size > get(a, rows.CAPACITY):
@@ -76,7 +76,7 @@ def s3fifo_admit(a, key, size):
     return ghost_hit or size < small_capacity
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def s3fifo_victim(a):
     """Evict one slot (needs ``rows.ready(a, 1)``)."""
     put(a, HAS_EVICTED, 1)
@@ -97,15 +97,16 @@ def s3fifo_victim(a):
                 a[s, FREQ] = 0
                 rows.move_to_head(a, MAIN, s)
             else:
-                _remember(a, s)
                 node = s
                 break
         if node != -1:
-            break
+            slot = rows.evict(a, node)
+            _remember(a, node)
+            return slot
     return rows.evict(a, node)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def s3fifo_on_insert(a, slot, key, size):
     a[FIRST_SLOT + slot, FREQ] = 0
     to_main = get(a, GHOST_HIT) != 0 or (
@@ -115,7 +116,7 @@ def s3fifo_on_insert(a, slot, key, size):
     put(a, GHOST_HIT, 0)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def s3fifo_on_hit(a, slot):
     a[FIRST_SLOT + slot, FREQ] += 1
 

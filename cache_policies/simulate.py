@@ -319,10 +319,11 @@ def _ignore_next_access(st, next_vtime):
 
 
 def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, used, capacity, n_pending,
-                 take_evicted, set_next_access):
+                 take_evicted, set_next_access, slot_keys):
     """The replay loop over a state seen through ``st = view(state)`` (the
     state itself, or its ``StateKernels`` array), which every other function
-    takes first.
+    takes first.  With ``slot_keys`` the policy is told each request's dense
+    id (its slot) as the key.
 
     ``run`` replays from request ``start`` and stops before a miss that
     ``ready(st, size)`` says needs room first; ``replay`` then grows the state
@@ -365,7 +366,8 @@ def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, us
             if not ready(st, size):
                 return i, hits, byte_hits, byte_misses
             byte_misses += size
-            admitted = admit(st, keys[i], size)
+            key = slot if slot_keys else keys[i]
+            admitted = admit(st, key, size)
             while n_pending(st) > 0:
                 _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
             if record:
@@ -379,7 +381,7 @@ def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, us
                     _log_eviction(keys_of_slot[evicted], n_evicted, evicted_keys, i)
             while n_pending(st) > 0:
                 _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-            on_insert(st, slot, keys[i], size)
+            on_insert(st, slot, key, size)
             resident[slot] = True
             if used(st) > capacity(st):
                 raise RuntimeError("policy exceeded its capacity after an insert")
@@ -411,22 +413,25 @@ def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, us
 #: Replay through the protocol's methods (any state).
 _replay = _make_replay(
     _the_state, _no_growth, _always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove,
-    _read_used, _read_capacity, _read_n_pending, _call_take_evicted, _call_set_next_access,
+    _read_used, _read_capacity, _read_n_pending, _call_take_evicted, _call_set_next_access, False,
 )
 _KERNEL_REPLAYS: dict[StateKernels, Any] = {}
 
 
 def _replay_for(state):
-    """The replay loop for ``state``: on its ``StateKernels`` if it has some."""
+    """The replay loop for ``state``: on its ``StateKernels`` if it has some,
+    then with each key its own slot (``state.key_by_slot()``, as ``simulate``
+    gives every key a slot for good)."""
     kernels = kernels_of(state)
     if kernels is None:
         return _replay
+    state.key_by_slot()
     replay = _KERNEL_REPLAYS.get(kernels)
     if replay is None:
         replay = _make_replay(
             _kernel_state, _grow_state, kernels.ready, kernels.admit, kernels.victim, kernels.on_hit,
             kernels.on_insert, kernels.remove, kernels.used, kernels.capacity, _none_pending, _none_taken,
-            _ignore_next_access,
+            _ignore_next_access, True,
         )
         _KERNEL_REPLAYS[kernels] = replay
     return replay

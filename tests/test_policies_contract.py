@@ -4,6 +4,7 @@ replay of the simulator's per-request log; cachetools as an LRU/FIFO oracle."""
 from __future__ import annotations
 
 import cachetools
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from cache_policies import available_policies, make_policy, simulate
 from cache_policies.simulate import HIT, INSERTED, INVALIDATED, REFUSED, dense_ids
+from conftest_policies import zipf_keys
 
 #: Policies that may evict while the cache is not full, and why.
 EVICTS_BEFORE_FULL = {
@@ -166,3 +168,48 @@ def test_dense_ids_number_keys_in_order_of_first_appearance(keys):
     ids, n_keys = dense_ids(keys)
     assert n_keys == len(first_seen)
     assert ids.tolist() == [first_seen[k] for k in keys.tolist()]
+
+
+@numba.njit
+def _drive_protocol(state, keys, ids, n_ids, capacity):
+    slot_of = np.full(n_ids, -1, dtype=np.int64)
+    id_in = np.full(capacity, -1, dtype=np.int64)
+    free = np.arange(capacity)
+    n_free = capacity
+    misses = 0
+    for i in range(keys.shape[0]):
+        if slot_of[ids[i]] != -1:
+            state.on_hit(slot_of[ids[i]])
+            continue
+        misses += 1
+        if not state.admit(keys[i], 1):
+            continue
+        while state.used + 1 > state.capacity:
+            slot = state.victim()
+            slot_of[id_in[slot]] = -1
+            free[n_free] = slot
+            n_free += 1
+        n_free -= 1
+        slot = free[n_free]
+        state.on_insert(slot, keys[i], 1)
+        slot_of[ids[i]] = slot
+        id_in[slot] = ids[i]
+    return misses
+
+
+def protocol_misses(policy, keys, capacity):
+    """Misses of ``keys`` driven through the state's methods the way a live
+    cache does: unit sizes, ``capacity`` slots reused for whichever key comes."""
+    ids, n_ids = dense_ids(keys)
+    return _drive_protocol(policy.new_state(capacity, capacity), keys, ids, n_ids, capacity)
+
+
+@pytest.mark.parametrize("name", ["arc", "s3fifo"])
+def test_live_protocol_with_reused_slots_matches_simulate(name):
+    """``simulate`` keys ghosts by slot (each key has its own); a live cache
+    reuses slots, so its states find ghosts by key (and grow their ghost
+    table): both must take the same decisions."""
+    keys = zipf_keys(0.9, 400, 4000, seed=1)
+    policy = make_policy(name)
+    for capacity in (7, 60):
+        assert protocol_misses(policy, keys, capacity) == simulate(keys, policy, capacity).misses
