@@ -218,6 +218,11 @@ def remove(a, slot):
 
 
 @numba.njit(inline="always")
+def always_ready(a, size):
+    return True
+
+
+@numba.njit(inline="always")
 def used(a):
     return get(a, USED)
 
@@ -291,12 +296,13 @@ def grown(a):
     return out
 
 
-def state_class(name: str, doc: str, *, admit, victim, on_hit, on_insert):
+def state_class(name: str, doc: str, *, admit, victim, on_hit, on_insert, ready=ready, remove=remove):
     """The jitclass of a one-array state driven by the given kernels (plus
-    ``ready``, ``remove``, ``used`` and ``capacity`` from here): its methods, the
-    protocol the live caches call, run the same kernels as the simulator,
-    and the class is registered with them (``StateKernels``).  Built from
-    the state array: ``cls(new_...(...))``."""
+    ``used`` and ``capacity`` from here; ``ready`` and ``remove`` too unless
+    the policy has its own, such as ``always_ready`` where it keeps no
+    ghosts): its methods, the protocol the live caches call, run the same
+    kernels as the simulator, and the class is registered with them
+    (``StateKernels``).  Built from the state array: ``cls(new_...(...))``."""
     kernels = StateKernels(ready, admit, victim, on_hit, on_insert, remove, used, capacity)
     run_admit, run_victim, run_on_hit, run_on_insert = admit, victim, on_hit, on_insert
 

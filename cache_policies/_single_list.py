@@ -1,69 +1,58 @@
-"""One-list policies (LRU, FIFO): victims come from the tail of a single list."""
+"""One-list policies (LRU, FIFO): victims come from the tail of a single list.
+
+The state is one ``_rows`` array with one list and no ghosts; the
+``single_list_*`` kernels serve the live caches and the simulator alike.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-from numba import boolean, int64
-from numba.experimental import jitclass
+import numba
 
-from ._lists import NEXT, PREV, dll_push_head, dll_unlink, new_nodes
-from .base import protocol_defaults
+from . import _rows as rows
+from ._lists import NEXT
+from ._rows import FIRST_SLOT, HEADER_ROWS, POLICY_FIELDS, get, put
+
+ONLY = 0
+# policy scalar: move a hit object to the head (LRU) or not (FIFO)
+PROMOTE_ON_HIT = POLICY_FIELDS
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("promote_on_hit", boolean),
-        ("sentinel", int64),
-        ("links", int64[:, ::1]),
-        ("size", int64[::1]),
-    ]
+@numba.njit(cache=True)
+def new_single_list(capacity, max_slots, promote_on_hit):
+    """The state array of an empty one-list cache of ``capacity`` bytes."""
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, 0)
+    put(a, PROMOTE_ON_HIT, promote_on_hit)
+    return a
+
+
+@numba.njit(cache=True)
+def single_list_admit(a, key, size):
+    return size <= get(a, rows.CAPACITY)
+
+
+@numba.njit(cache=True)
+def single_list_victim(a):
+    return rows.evict(a, rows.tail(a, ONLY))
+
+
+@numba.njit(cache=True)
+def single_list_on_hit(a, slot):
+    node = FIRST_SLOT + slot
+    if get(a, PROMOTE_ON_HIT) and a[HEADER_ROWS + ONLY, NEXT] != node:
+        rows.move_to_head(a, ONLY, node)
+
+
+@numba.njit(cache=True)
+def single_list_on_insert(a, slot, key, size):
+    rows.insert(a, ONLY, slot, key, size)
+
+
+SingleListState = rows.state_class(
+    "SingleListState",
+    "Objects in one list; inserts at the head, victims from the tail.",
+    admit=single_list_admit,
+    victim=single_list_victim,
+    on_hit=single_list_on_hit,
+    on_insert=single_list_on_insert,
+    ready=rows.always_ready,
 )
-@protocol_defaults
-class SingleListState:
-    """Objects in one list; inserts at the head, victims from the tail.
-
-    ``promote_on_hit`` moves a hit object to the head (LRU) or not (FIFO).
-    """
-
-    def __init__(self, capacity, max_slots, promote_on_hit):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.promote_on_hit = promote_on_hit
-        self.sentinel = max_slots
-        self.links = new_nodes(max_slots, 1, 2)
-        self.size = np.zeros(max_slots, dtype=np.int64)
-
-    def admit(self, key, size):
-        return size <= self.capacity
-
-    def victim(self):
-        links = self.links
-        slot = links[self.sentinel, PREV]
-        dll_unlink(links, slot)
-        self.used -= self.size[slot]
-        self.n_resident -= 1
-        return slot
-
-    def on_insert(self, slot, key, size):
-        dll_push_head(self.links, self.sentinel, slot)
-        self.size[slot] = size
-        self.used += size
-        self.n_resident += 1
-
-    def on_hit(self, slot):
-        if self.promote_on_hit:
-            links = self.links
-            if links[self.sentinel, NEXT] != slot:
-                dll_unlink(links, slot)
-                dll_push_head(links, self.sentinel, slot)
-
-    def remove(self, slot):
-        dll_unlink(self.links, slot)
-        self.used -= self.size[slot]
-        self.n_resident -= 1

@@ -4,90 +4,95 @@ New objects enter at the head with the bit clear; a hit sets the bit.  The
 hand starts at the tail and walks toward the head, clearing set bits (wrapping
 to the tail), and evicts the first object whose bit is clear; it then rests on
 that object's predecessor.  Objects never move, so hits cost one store.
+
+The state is one ``_rows`` array (one list, a visited column, the hand in
+the header, no ghosts); the ``sieve_*`` kernels serve the live caches and
+the simulator alike.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import boolean, int64
-from numba.experimental import jitclass
+import numba
 
-from ._lists import NO_SLOT, PREV, dll_push_head, dll_unlink, new_nodes
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._lists import PREV
+from ._rows import FIRST_SLOT, HEADER_ROWS, POLICY_FIELDS, get, put
+from .base import register_policy
+
+QUEUE = 0
+SENTINEL = HEADER_ROWS + QUEUE
+NO_HAND = -1
+# node column
+VISITED = rows.N_NODE_FIELDS
+# policy scalar: the hand's row (``NO_HAND``: the tail)
+HAND = POLICY_FIELDS
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("hand", int64),
-        ("sentinel", int64),
-        ("visited", boolean[::1]),
-        ("links", int64[:, ::1]),
-        ("size", int64[::1]),
-    ]
+@numba.njit(cache=True)
+def new_sieve(capacity, max_slots):
+    """The state array of an empty SIEVE cache of ``capacity`` bytes."""
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, 0)
+    put(a, HAND, NO_HAND)
+    return a
+
+
+@numba.njit(inline="always")
+def _rest_hand_before(a, node):
+    """Put the hand on the object newer than ``node`` (the tail if none)."""
+    newer = a[node, PREV]
+    put(a, HAND, NO_HAND if newer == SENTINEL else newer)
+
+
+@numba.njit(cache=True)
+def sieve_admit(a, key, size):
+    return size <= get(a, rows.CAPACITY)
+
+
+@numba.njit(cache=True)
+def sieve_victim(a):
+    node = get(a, HAND)
+    if node == NO_HAND:
+        node = a[SENTINEL, PREV]
+    while a[node, VISITED]:
+        a[node, VISITED] = 0
+        node = a[node, PREV]
+        if node == SENTINEL:
+            node = a[SENTINEL, PREV]
+    _rest_hand_before(a, node)
+    return rows.evict(a, node)
+
+
+@numba.njit(cache=True)
+def sieve_on_hit(a, slot):
+    a[FIRST_SLOT + slot, VISITED] = 1
+
+
+@numba.njit(cache=True)
+def sieve_on_insert(a, slot, key, size):
+    a[FIRST_SLOT + slot, VISITED] = 0
+    rows.insert(a, QUEUE, slot, key, size)
+
+
+@numba.njit(cache=True)
+def sieve_remove(a, slot):
+    node = FIRST_SLOT + slot
+    if get(a, HAND) == node:
+        _rest_hand_before(a, node)
+    rows.evict(a, node)
+
+
+SieveState = rows.state_class(
+    "SieveState",
+    "SIEVE state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
+    admit=sieve_admit,
+    victim=sieve_victim,
+    on_hit=sieve_on_hit,
+    on_insert=sieve_on_insert,
+    ready=rows.always_ready,
+    remove=sieve_remove,
 )
-@protocol_defaults
-class SieveState:
-    """SIEVE state over slots ``[0, max_slots)``; ``hand == NO_SLOT`` means the tail."""
-
-    def __init__(self, capacity, max_slots):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.hand = NO_SLOT
-        self.sentinel = max_slots
-        self.visited = np.zeros(max_slots, dtype=np.bool_)
-        self.links = new_nodes(max_slots, 1, 2)
-        self.size = np.zeros(max_slots, dtype=np.int64)
-
-    def admit(self, key, size):
-        return size <= self.capacity
-
-    def _toward_head(self, slot):
-        """The slot newer than ``slot``, wrapping from the head to the tail."""
-        links = self.links
-        nxt = links[slot, PREV]
-        if nxt == self.sentinel:
-            nxt = links[self.sentinel, PREV]
-        return nxt
-
-    def victim(self):
-        links = self.links
-        visited = self.visited
-        slot = self.hand if self.hand != NO_SLOT else links[self.sentinel, PREV]
-        while visited[slot]:
-            visited[slot] = False
-            slot = self._toward_head(slot)
-        newer = links[slot, PREV]
-        self.hand = NO_SLOT if newer == self.sentinel else newer
-        dll_unlink(links, slot)
-        self.used -= self.size[slot]
-        self.n_resident -= 1
-        return slot
-
-    def on_insert(self, slot, key, size):
-        self.visited[slot] = False
-        dll_push_head(self.links, self.sentinel, slot)
-        self.size[slot] = size
-        self.used += size
-        self.n_resident += 1
-
-    def on_hit(self, slot):
-        self.visited[slot] = True
-
-    def remove(self, slot):
-        if self.hand == slot:
-            newer = self.links[slot, PREV]
-            self.hand = NO_SLOT if newer == self.sentinel else newer
-        dll_unlink(self.links, slot)
-        self.used -= self.size[slot]
-        self.n_resident -= 1
 
 
 @register_policy("sieve", {}, "SIEVE (FIFO with visited bit and hand)")
 def build_sieve(capacity, max_slots):
-    return SieveState(capacity, max_slots)
+    return SieveState(new_sieve(capacity, max_slots))
