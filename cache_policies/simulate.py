@@ -1,15 +1,18 @@
 """Trace simulation: replay a key sequence through a policy state.
 
 Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
-state is built with ``max_slots = n_keys``; policies still see the original
-keys in ``admit`` and ``on_insert``; the replay loop is one ``njit``
-function, specialised by numba for each state type (not cached on disk:
-numba keys jitclass types by object id, so each process compiles them once).
-The request loop follows
-libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss asks
-``admit`` and, if admitted, evicts while ``used + size > capacity`` and then
-inserts.  A refused miss still counts as a miss.  After ``on_hit``, ``admit``
-and the eviction loop, slots from ``take_evicted`` are dropped.
+state is built with ``max_slots = n_keys``.  The replay loop is one ``njit``
+function (``_make_replay``), specialised by numba for each state type (not
+cached on disk: numba keys jitclass types by object id, so each process
+compiles them once).  A state with ``StateKernels`` (ARC, S3-FIFO, LRU,
+FIFO, SIEVE) is replayed on its array through its kernels, with each key's
+slot id as its key (``key_by_slot``); any other state through its methods,
+seeing the original keys in ``admit`` and ``on_insert``.  The request loop
+follows libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss
+asks ``admit`` and, if admitted, evicts while ``used + size > capacity``
+and then inserts.  A refused miss still counts as a miss.  After
+``on_hit``, ``admit`` and the eviction loop, slots from ``take_evicted``
+are dropped.
 """
 
 from __future__ import annotations
