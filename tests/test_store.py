@@ -154,6 +154,8 @@ def test_lookup_batch_keeps_key_order_and_views(tmp_path):
 BAD_INPUTS = [
     (dict(indices=[0, 100]), ValueError, "out of range"),
     (dict(indices=[-1, 2]), ValueError, "negative"),
+    (dict(indices=list(range(40)) + [100] + list(range(9))), ValueError, "out of range"),
+    (dict(indices=list(range(30)) + [-5]), ValueError, "negative"),
     (dict(indices=np.array([0.0, 1.0])), ValueError, "integers"),
     (dict(indices=np.zeros((2, 1), np.int64)), ValueError, "1-D"),
     (dict(offsets=[0, 2, 1]), ValueError, "non-decreasing"),
@@ -168,14 +170,18 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.parametrize("cached_rows", [10, 100], ids=["partly cached", "fully resident"])
 @pytest.mark.parametrize("bad, error, message", BAD_INPUTS)
-def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message):
+def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message, cached_rows):
     rng = np.random.default_rng(3)
     values = rng.standard_normal((100, 4)).astype(np.float32)
     path = make_store(tmp_path, {TableConfig("t", 100, 4): values})
     good = dict(table="t", indices=np.array([3, 7, 3, 99]), offsets=np.array([0, 2]), per_sample_weights=None,
                 mode="sum", include_last_offset=False)
-    with tierstore.open(path, dram_cache_bytes=4 * 4 * 10, policy="lru") as store:
+    with tierstore.open(path, dram_cache_bytes=4 * 4 * cached_rows, policy="lru") as store:
+        if cached_rows == 100:
+            store.warm("t")
+            assert store._tier_of["t"].fully_resident("t")
         store.lookup(**good)
         before = json.dumps(store.stats(), sort_keys=True)
         cached = store._tier_of["t"].row2slot.copy()
