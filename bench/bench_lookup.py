@@ -42,6 +42,7 @@ import numba
 import numpy as np
 
 import tierstore
+from bench.config_args import add_config_flags, config_flags, config_from_args
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from tierstore import TableConfig, pages
 
@@ -155,6 +156,7 @@ def case_b(config, path, work):
     store.reset_stats()
     speed = rows_per_second(lambda w: store.lookup("t", w[0], w[1]), work, config.repeats, config.bags * config.pooling)
     stats = store.stats()
+    data_file_mapped = store.data_file_mapped_bytes()
     rollup = {line.split(":")[0]: int(line.split()[1]) * 1024
               for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]}
     status = Path("/proc/self/status").read_text()
@@ -168,8 +170,8 @@ def case_b(config, path, work):
             "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
             "p50_ms": stats["latency"]["p50_ms"], "p99_ms": stats["latency"]["p99_ms"],
             "peak_rss_bytes": peak, "rss_bytes": rollup["Rss"], "anon_rss_bytes": rollup["Anonymous"],
-            "data_file_mapped_bytes": stats["ssd"]["data_file_mapped_bytes"],
-            "other_file_mapped_bytes": rollup["Rss"] - rollup["Anonymous"] - stats["ssd"]["data_file_mapped_bytes"]}
+            "data_file_mapped_bytes": data_file_mapped,
+            "other_file_mapped_bytes": rollup["Rss"] - rollup["Anonymous"] - data_file_mapped}
 
 
 def miss_floor(store, work) -> dict:
@@ -201,11 +203,12 @@ def miss_floor(store, work) -> dict:
         missed = missed[ssd.value_start[missed // rpp] > 0]
         n_missed += missed.size
         out = np.empty((missed.size, dim), dtype=np.float32)
-        starts, rank, slot = ssd.value_start[missed // rpp], np.arange(missed.size), missed % rpp
+        page_of = missed // rpp
+        starts, rank, slot = ssd.value_start[page_of], np.arange(missed.size), missed % rpp
         start = time.perf_counter()
         pages.decode_rows(reader.view, starts, rank, slot, 0, dim, out)
         mapped += time.perf_counter() - start
-        page_ids = np.unique(missed // rpp)
+        page_ids = np.unique(page_of)
         start = time.perf_counter()
         reader.read_values(ssd.value_start[page_ids], ssd.value_end[page_ids])
         through_pread += time.perf_counter() - start
@@ -289,14 +292,11 @@ def report_b(config: LookupBenchConfig, result: dict, io: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field, value in asdict(LookupBenchConfig()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    add_config_flags(parser, LookupBenchConfig)
     parser.add_argument("--only", choices=["a", "b", "c"], help="run one case (b alone is how d is measured)")
     args = parser.parse_args(argv)
     only = args.only
-    config = LookupBenchConfig(**{k: v for k, v in vars(args).items() if k != "only"})
-    import numba
-
+    config = config_from_args(LookupBenchConfig, args)
     numba.set_num_threads(config.threads)
     path = build(config)
     zipf_work = batches(config, config.zipf, config.batches, config.seed + 1)
@@ -312,8 +312,8 @@ def main(argv=None) -> int:
     elif only is None:
         result["b"] = {}
         for io in tierstore.IO_MODES:
-            flags = sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in asdict(replace(config, io=io)).items()), [])
-            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b", *flags],
+            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b",
+                                    *config_flags(replace(config, io=io))],
                                    check=True, capture_output=True, text=True)
             result["b"][io] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
             report_b(config, result, io)

@@ -236,7 +236,7 @@ def test_pread_reads_keep_the_data_file_out_of_rss(tmp_path):
         with tierstore.open(path, io=io) as store:
             for ids in np.array_split(np.random.default_rng(3).permutation(20_000), 10):
                 np.testing.assert_array_equal(store.get_rows("t", ids), values[ids])
-            mapped[io] = store.stats()["ssd"]["data_file_mapped_bytes"]
+            mapped[io] = store.data_file_mapped_bytes()
     assert mapped["mmap"] > 0.8 * values.nbytes
     assert mapped["pread"] < 0.1 * values.nbytes
 

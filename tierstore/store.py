@@ -465,12 +465,7 @@ class Store:
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
-        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles.
-
-        ``ssd["data_file_mapped_bytes"]`` is how much of the LMDB data file this
-        process holds mapped (RSS that the OS can reclaim as page cache; large with
-        ``io="mmap"``, small with ``io="pread"``), or None where ``/proc`` is missing.
-        """
+        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles."""
         s = self._stats
         accesses = s.dram_hits + s.dram_misses
         ssd = {"pages_read": 0, "bytes_read": 0, "rows_decoded": 0}
@@ -487,12 +482,21 @@ class Store:
                 "bytes_used": sum(t.used_bytes for t in self._tiers),
                 "budget_bytes": sum(t.budget_bytes for t in self._tiers),
             },
-            "ssd": {**ssd, "hits": s.dram_misses, "data_file_mapped_bytes": mapped_bytes(self.path / "data.mdb")},
+            "ssd": {**ssd, "hits": s.dram_misses},
             "lookups": s.lookups,
             "bags": s.bags,
             "batches": s.batches,
             "latency": s.latency_percentiles(),
         }
+
+    def data_file_mapped_bytes(self) -> int | None:
+        """How much of the LMDB data file this process holds mapped, or None where ``/proc`` is missing.
+
+        That is RSS the OS can reclaim as page cache: large with ``io="mmap"``, small
+        with ``io="pread"``.  Parses ``/proc/self/smaps`` (milliseconds), so it is
+        kept out of :meth:`stats`.
+        """
+        return mapped_bytes(self.path / "data.mdb")
 
     def reset_stats(self) -> None:
         """Zero every counter (cache contents stay)."""
