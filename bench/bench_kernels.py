@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from bench.config_args import add_config_flags, config_from_args
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from tierstore.config import JsonConfig
 from tierstore.kernels import MODE_NAMES, aligned_empty, pool_rows, unique_inverse
@@ -191,12 +192,9 @@ def run(config: KernelBenchConfig) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_kernels", description=__doc__.split("\n\n")[0])
-    defaults = KernelBenchConfig()
-    for f in fields(KernelBenchConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                            default=getattr(defaults, f.name))
+    add_config_flags(parser, KernelBenchConfig)
     try:
-        config = KernelBenchConfig(**vars(parser.parse_args(argv)))
+        config = config_from_args(KernelBenchConfig, parser.parse_args(argv))
     except ValueError as error:
         parser.error(str(error))
     results = run(config)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.config_args import add_config_flags, config_flags, config_from_args
+
 CHUNK_ROWS = 1 << 18
 
 
@@ -77,12 +79,11 @@ def load_once(store_path: Path, source: str, rows: int, config: LoadBenchConfig)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for field, value in asdict(LoadBenchConfig()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    add_config_flags(parser, LoadBenchConfig)
     parser.add_argument("--child", nargs=3, metavar=("STORE", "SOURCE", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     child = args.child
-    config = LoadBenchConfig(**{k: v for k, v in vars(args).items() if k != "child"})
+    config = config_from_args(LoadBenchConfig, args)
     if child:
         print(json.dumps(load_once(Path(child[0]), child[1], int(child[2]), config)))
         return 0
@@ -96,9 +97,8 @@ def main(argv=None) -> int:
         for source in (str(npy), "iterator"):
             store_path = work / "store"
             shutil.rmtree(store_path, ignore_errors=True)
-            flags = sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in asdict(config).items()), [])
-            out = subprocess.run([sys.executable, "-m", "bench.bench_load", *flags, "--child", str(store_path),
-                                  source, str(rows)], check=True, capture_output=True, text=True)
+            out = subprocess.run([sys.executable, "-m", "bench.bench_load", *config_flags(config), "--child",
+                                  str(store_path), source, str(rows)], check=True, capture_output=True, text=True)
             run = {"rows": rows, "source": "npy" if source != "iterator" else "iterator",
                    "table_bytes": rows * config.dim * 4, **json.loads(out.stdout.strip().splitlines()[-1])}
             result["runs"].append(run)

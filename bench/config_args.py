@@ -1,0 +1,24 @@
+"""Benchmark configs on the command line: one ``--flag`` per dataclass field, and back."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, fields
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class) -> None:
+    """Add ``--field-name`` (typed by the field's default) for every field of ``config_class``."""
+    defaults = config_class()
+    for field in fields(config_class):
+        default = getattr(defaults, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
+
+
+def config_from_args(config_class, args: argparse.Namespace):
+    """The ``config_class`` instance that the flags added by :func:`add_config_flags` describe."""
+    return config_class(**{field.name: getattr(args, field.name) for field in fields(config_class)})
+
+
+def config_flags(config) -> list[str]:
+    """Command-line flags that rebuild ``config`` (for a child process)."""
+    return [part for name, value in asdict(config).items() for part in (f"--{name.replace('_', '-')}", str(value))]
