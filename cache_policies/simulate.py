@@ -24,7 +24,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from .base import Policy, StateKernels, as_policy, kernels_of
+from .base import Policy, as_policy
+from .drive import Drive, drive_of
 
 NEVER = -1
 
@@ -231,108 +232,20 @@ def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
         _log_eviction(keys_of_slot[slot], n_evicted, evicted_keys, i)
 
 
-@numba.njit(inline="always")
-def _the_state(state):
-    return state
-
-
-@numba.njit(inline="always")
-def _kernel_state(state):
-    return state.kernel_state()
-
-
-@numba.njit(inline="always")
-def _grow_state(state):
-    state.grow()
-
-
-@numba.njit(inline="always")
-def _no_growth(state):
-    pass
-
-
-@numba.njit(inline="always")
-def _always_ready(st, size):
-    return True
-
-
-@numba.njit(inline="always")
-def _call_admit(st, key, size):
-    return st.admit(key, size)
-
-
-@numba.njit(inline="always")
-def _call_victim(st):
-    return st.victim()
-
-
-@numba.njit(inline="always")
-def _call_on_hit(st, slot):
-    st.on_hit(slot)
-
-
-@numba.njit(inline="always")
-def _call_on_insert(st, slot, key, size):
-    st.on_insert(slot, key, size)
-
-
-@numba.njit(inline="always")
-def _call_remove(st, slot):
-    st.remove(slot)
-
-
-@numba.njit(inline="always")
-def _read_used(st):
-    return st.used
-
-
-@numba.njit(inline="always")
-def _read_capacity(st):
-    return st.capacity
-
-
-@numba.njit(inline="always")
-def _read_n_pending(st):
-    return st.n_pending
-
-
-@numba.njit(inline="always")
-def _call_take_evicted(st):
-    return st.take_evicted()
-
-
-@numba.njit(inline="always")
-def _call_set_next_access(st, next_vtime):
-    st.set_next_access(next_vtime)
-
-
-@numba.njit(inline="always")
-def _none_pending(st):
-    return 0
-
-
-@numba.njit(inline="always")
-def _none_taken(st):
-    return -1
-
-
-@numba.njit(inline="always")
-def _ignore_next_access(st, next_vtime):
-    pass
-
-
-def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, used, capacity, n_pending,
-                 take_evicted, set_next_access, slot_keys):
-    """The replay loop over a state seen through ``st = view(state)`` (the
+def _make_replay(drive: Drive, slot_keys: bool):
+    """The replay loop over a state seen through ``st = drive.view(state)`` (the
     state itself, or its ``StateKernels`` array), which every other function
-    takes first.  With ``slot_keys`` the policy is told each request's dense
-    id (its slot) as the key.
+    of ``drive`` takes first.  With ``slot_keys`` the policy is told each
+    request's dense id (its slot) as the key.
 
     ``run`` replays from request ``start`` and stops before a miss that
     ``ready(st, size)`` says needs room first; ``replay`` then grows the state
     and runs on.  ``st`` is never reassigned inside ``run``'s loop: numba
     would otherwise reference count it on every request.
     """
+    view, grow, ready, admit, victim = drive.view, drive.grow, drive.ready, drive.admit, drive.victim
+    on_hit, on_insert, remove, used, capacity = drive.on_hit, drive.on_insert, drive.remove, drive.used, drive.capacity
+    n_pending, take_evicted, set_next_access = drive.n_pending, drive.take_evicted, drive.set_next_access
 
     @numba.njit(nogil=True)
     def run(
@@ -413,30 +326,18 @@ def _make_replay(view, grow, ready, admit, victim, on_hit, on_insert, remove, us
     return replay
 
 
-#: Replay through the protocol's methods (any state).
-_replay = _make_replay(
-    _the_state, _no_growth, _always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove,
-    _read_used, _read_capacity, _read_n_pending, _call_take_evicted, _call_set_next_access, False,
-)
-_KERNEL_REPLAYS: dict[StateKernels, Any] = {}
+_REPLAYS: dict[Drive, Any] = {}
 
 
 def _replay_for(state):
-    """The replay loop for ``state``: on its ``StateKernels`` if it has some,
-    then with each key its own slot (``state.key_by_slot()``, as ``simulate``
-    gives every key a slot for good)."""
-    kernels = kernels_of(state)
-    if kernels is None:
-        return _replay
-    state.key_by_slot()
-    replay = _KERNEL_REPLAYS.get(kernels)
+    """The replay loop for ``state``'s ``Drive``; on kernels, each key is its own
+    slot (``state.key_by_slot()``, as ``simulate`` gives every key a slot for good)."""
+    drive = drive_of(state)
+    if drive.kernels:
+        state.key_by_slot()
+    replay = _REPLAYS.get(drive)
     if replay is None:
-        replay = _make_replay(
-            _kernel_state, _grow_state, kernels.ready, kernels.admit, kernels.victim, kernels.on_hit,
-            kernels.on_insert, kernels.remove, kernels.used, kernels.capacity, _none_pending, _none_taken,
-            _ignore_next_access, True,
-        )
-        _KERNEL_REPLAYS[kernels] = replay
+        replay = _REPLAYS[drive] = _make_replay(drive, slot_keys=drive.kernels)
     return replay
 
 

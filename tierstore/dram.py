@@ -10,9 +10,12 @@ When the budget covers every row of the tier's tables the tier is a *mirror*:
 slot = row, nothing is ever evicted, and once a table is fully resident lookups
 skip the probe and the policy altogether.
 
-Functions that take the policy state are not cached on disk: numba keys jitclass
-types by object identity, so a disk cache could hand back code compiled against an
-older policy class.
+The policy is driven as the simulator drives it (``cache_policies.drive``): through
+its kernels where it has some, so probe and admission loops run with no method
+call per row.  Admission runs the policy sequentially and records each admitted
+row's slot; one parallel pass then copies the rows into the slab.  Functions that
+take the policy state are not cached on disk: numba keys jitclass types by object
+identity, so a disk cache could hand back code compiled against an older policy class.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numba
 import numpy as np
 
 from cache_policies.base import as_policy
-from tierstore.kernels import _prefetch_item, aligned_empty
+from cache_policies.drive import Drive, drive_of
+from tierstore.kernels import _prefetch_item, _store_row, aligned_empty
 
 INDEX_PREFETCH_DISTANCE = 8
 """Keys ahead whose index entry probes and admissions prefetch (each is a random read of the index)."""
@@ -42,79 +46,124 @@ def _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top,
     resident[t] -= 1
 
 
-@numba.njit(nogil=True)
-def _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    """Release the slots the policy evicted on its own (``take_evicted``)."""
-    s = state.take_evicted()
-    while s != -1:
-        _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-        s = state.take_evicted()
+def _build_tier_loops(drive: Drive):
+    """The tier's probe, admission and invalidation loops over ``drive`` (see ``cache_policies.drive``).
 
-
-@numba.njit(nogil=True)
-def _probe(state, keys, t, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    """Local slab slot of each (distinct) key of table ``t``, -1 where absent; tells the policy about
-    each hit as it is found (batch-level recency: one call per distinct hit)."""
-    slots = np.empty(keys.size, dtype=np.int64)
-    for i in range(keys.size):
-        if i + INDEX_PREFETCH_DISTANCE < keys.size:
-            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
-        s = row2slot[keys[i]]
-        if s < 0:
-            slots[i] = -1
-            continue
-        state.on_hit(s)
-        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-        slots[i] = s - slot_base[t]
-    return slots
-
-
-@numba.njit(nogil=True)
-def _admit(state, keys, rows, size, t, slab, mirror, key_base, row2slot, slot_key, slot_table, slot_base,
-           free_stack, free_top, resident):
-    """Offer missed rows to the policy; evict as it says and copy admitted rows into the slab.
-
-    Returns the number of rows admitted.
+    Each loop body takes ``st = view(state)`` and is never handed a new one
+    mid-loop; admission returns early when the state must ``grow`` first.
     """
-    admitted = 0
-    for i in range(keys.size):
-        if i + INDEX_PREFETCH_DISTANCE < keys.size:
-            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
-        key = keys[i]
-        if row2slot[key] >= 0:
-            continue
-        admitted_now = state.admit(key, size)
-        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-        if not admitted_now:
-            continue
-        while state.used + size > state.capacity:
-            s = state.victim()
-            _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-        if mirror:
-            local = key - key_base[t]
-        else:
-            free_top[t] -= 1
-            local = free_stack[slot_base[t] + free_top[t]] - slot_base[t]
-        s = slot_base[t] + local
-        slab[local, :] = rows[i]
-        row2slot[key] = s
-        slot_key[s] = key
-        resident[t] += 1
-        state.on_insert(s, key, size)
-        _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-        admitted += 1
-    return admitted
+    view, grow, ready, admit, victim = drive.view, drive.grow, drive.ready, drive.admit, drive.victim
+    on_hit, on_insert, remove, used, capacity = drive.on_hit, drive.on_insert, drive.remove, drive.used, drive.capacity
+    n_pending, take_evicted = drive.n_pending, drive.take_evicted
+
+    @numba.njit(inline="always")
+    def drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+        """Release the slots the policy evicted on its own."""
+        while n_pending(st) > 0:
+            _release(take_evicted(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+
+    @numba.njit(nogil=True)
+    def probe_run(st, keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+        for i in range(keys.size):
+            if i + INDEX_PREFETCH_DISTANCE < keys.size:
+                _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
+            s = row2slot[keys[i]]
+            if s < 0:
+                slots[i] = -1
+                continue
+            on_hit(st, s)
+            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            slots[i] = s - slot_base[t]
+
+    @numba.njit(nogil=True)
+    def probe(state, keys, t, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+        slots = np.empty(keys.size, dtype=np.int64)
+        probe_run(view(state), keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top,
+                  resident)
+        return slots
+
+    @numba.njit(nogil=True)
+    def admit_run(st, start, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base,
+                  free_stack, free_top, resident):
+        admitted = 0
+        for i in range(start, keys.size):
+            if i + INDEX_PREFETCH_DISTANCE < keys.size:
+                _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
+            key = keys[i]
+            dest[i] = -1
+            if row2slot[key] >= 0:
+                continue
+            if not ready(st, size):
+                return i, admitted
+            admitted_now = admit(st, key, size)
+            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            if not admitted_now:
+                continue
+            while used(st) + size > capacity(st):
+                _release(victim(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+                drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            if mirror:
+                s = key - key_base[t] + slot_base[t]
+            else:
+                free_top[t] -= 1
+                s = free_stack[slot_base[t] + free_top[t]]
+            row2slot[key] = s
+            slot_key[s] = key
+            resident[t] += 1
+            on_insert(st, s, key, size)
+            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            dest[i] = s
+            admitted += 1
+        return keys.size, admitted
+
+    @numba.njit(nogil=True)
+    def admit_all(state, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base,
+                  free_stack, free_top, resident):
+        start = admitted = 0
+        while True:
+            start, more = admit_run(view(state), start, keys, size, t, mirror, key_base, dest, row2slot, slot_key,
+                                    slot_table, slot_base, free_stack, free_top, resident)
+            admitted += more
+            if start == keys.size:
+                return admitted
+            grow(state)
+
+    @numba.njit(nogil=True)
+    def invalidate_run(st, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+        for i in range(keys.size):
+            s = row2slot[keys[i]]
+            if s >= 0:
+                remove(st, s)
+                _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+                drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+
+    @numba.njit(nogil=True)
+    def invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+        invalidate_run(view(state), keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+
+    return probe, admit_all, invalidate
 
 
-@numba.njit(nogil=True)
-def _invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-    for i in range(keys.size):
-        s = row2slot[keys[i]]
-        if s >= 0:
-            state.remove(s)
-            _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            _drain(state, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+_TIER_LOOPS: dict[Drive, tuple] = {}
+
+
+def _tier_loops(state) -> tuple:
+    """``(probe, admit, invalidate)`` for ``state``'s drive, built once per process."""
+    drive = drive_of(state)
+    loops = _TIER_LOOPS.get(drive)
+    if loops is None:
+        loops = _TIER_LOOPS[drive] = _build_tier_loops(drive)
+    return loops
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def _copy_admitted(slab, slab_base, values, keys, dest, slot_key):
+    """Copy ``values[i]`` into slab slot ``dest[i]`` where that slot still holds ``keys[i]``
+    (a row admitted and evicted again within one admission has no slot left)."""
+    for i in numba.prange(keys.size):
+        s = dest[i]
+        if s >= 0 and slot_key[s] == keys[i]:
+            _store_row(slab, s - slab_base, values[i])
 
 
 class DramTier:
@@ -153,6 +202,7 @@ class DramTier:
         self.free_top = np.full(len(tables), -1, dtype=np.int64) if self.mirror else slots.astype(np.int64).copy()
         self.resident = np.zeros(len(tables), dtype=np.int64)
         self.state = self.policy.new_state(self.budget_bytes, max(total_slots, 1))
+        self._probe, self._admit, self._invalidate = _tier_loops(self.state)
 
     def _index_args(self):
         return (self.row2slot, self.slot_key, self.slot_table, self.slot_base, self.free_stack, self.free_top,
@@ -166,20 +216,22 @@ class DramTier:
     def probe(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Local slab slot of each (distinct) row, -1 where absent; tells the policy about the hits."""
         t = self.position[table]
-        return _probe(self.state, rows + self.key_base[t], t, *self._index_args())
+        return self._probe(self.state, rows + self.key_base[t], t, *self._index_args())
 
     def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
         """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
         t = self.position[table]
-        return int(
-            _admit(self.state, rows + self.key_base[t], values, int(self.row_bytes[t]), t, self.slabs[t], self.mirror,
-                   self.key_base, *self._index_args())
-        )
+        keys = rows + self.key_base[t]
+        dest = np.empty(keys.size, dtype=np.int64)
+        admitted = self._admit(self.state, keys, int(self.row_bytes[t]), t, self.mirror, self.key_base, dest,
+                               *self._index_args())
+        _copy_admitted(self.slabs[t], self.slot_base[t], values, keys, dest, self.slot_key)
+        return int(admitted)
 
     def invalidate(self, table: str, rows: np.ndarray) -> None:
         """Drop ``rows`` of ``table`` from the cache."""
         t = self.position[table]
-        _invalidate(self.state, np.asarray(rows, dtype=np.int64) + self.key_base[t], *self._index_args())
+        self._invalidate(self.state, np.asarray(rows, dtype=np.int64) + self.key_base[t], *self._index_args())
 
     def resident_rows(self, table: str) -> int:
         """Rows of ``table`` currently cached."""

@@ -29,7 +29,7 @@ import numba
 import numpy as np
 import zstandard
 
-from tierstore.kernels import _prefetch_item
+from tierstore.kernels import _prefetch_item, _store_row
 
 MAGIC = b"TSPG"
 MAGIC_U32 = int.from_bytes(MAGIC, "little")
@@ -319,13 +319,17 @@ HALF_TO_FLOAT = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.fl
 
 def decode_rows(buf, starts, page_rank, slot, dtype_code, dim, out):
     """Decode row ``slot[i]`` of the raw page at ``starts[page_rank[i]]`` into ``out[i]`` as float32."""
-    _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, HALF_TO_FLOAT, out)
+    _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, HALF_TO_FLOAT, buf.ctypes.data % 4 == 0, out)
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, half_to_float, out):
+def _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, half_to_float, buf_aligned, out):
+    """float32 records at 4-byte aligned addresses (LMDB overflow pages, ``pread`` copies) are
+    copied with one ``memcpy`` each: element-wise stores fill the store buffer and stall on
+    each row's cache misses, where a few vector stores per row keep many rows in flight."""
     n = page_rank.size
     record = dim * (4 if dtype_code == 0 else 2 if dtype_code == 1 else 1)
+    floats = buf[: buf.size // 4 * 4].view(np.float32)
     for i in numba.prange(n):
         ahead = i + DECODE_PREFETCH_DISTANCE
         if ahead < n:
@@ -335,9 +339,13 @@ def _decode_rows(buf, starts, page_rank, slot, dtype_code, dim, half_to_float, o
         start = starts[page_rank[i]] + HEADER_BYTES
         s = slot[i]
         if dtype_code == 0:
-            src = buf[start + s * dim * 4 : start + (s + 1) * dim * 4].view(np.float32)
-            for j in range(dim):
-                out[i, j] = src[j]
+            first = start + s * record
+            if buf_aligned and first % 4 == 0:
+                _store_row(out, i, floats[first // 4 : first // 4 + dim])
+            else:
+                src = buf[first : first + record].view(np.float32)
+                for j in range(dim):
+                    out[i, j] = src[j]
         elif dtype_code == 1:
             src16 = buf[start + s * dim * 2 : start + (s + 1) * dim * 2].view(np.uint16)
             for j in range(dim):
