@@ -6,10 +6,12 @@ Cases, on one table (default 4M x 64 float32), batches of 2048 bags x pooling 32
 a. every row cached in DRAM: tierstore ``lookup`` vs ``torch.nn.functional.embedding_bag``
    over the very same memory (the DRAM slab, shared with torch without a copy);
 b. a warm DRAM cache of 10 % of the table, Zipf: throughput relative to (a), for each way the
-   store can read pages (``io="mmap"``, ``io="pread"``; each in its own child process); beside it, the
+   store can read pages (``io="mmap"``, ``io="pread"``), and with the ``other_policies`` too
+   (each run in its own child process).  The cache is warmed by the head of the very trace
+   that is then timed (same hot set), and every timed batch is new.  Beside it, the
    time just to read each batch's missed rows from the page cache (through the map, and
    with ``pread``, which maps nothing), and the ratio that floor leaves possible, also
-   with the fewest misses any policy can have (Belady; :func:`miss_floor`);
+   with the fewest misses of any policy that caches every miss (Belady; :func:`miss_floor`);
 c. cold SSD path (page cache dropped with ``posix_fadvise(DONTNEED)``): rows/s from
    the LMDB tier vs raw 4 KiB random ``os.pread`` on the same file, same thread count;
 d. peak RSS of (b) against the DRAM budget + 512 MiB, split into anonymous memory and
@@ -30,6 +32,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -62,6 +65,7 @@ class LookupBenchConfig:
     cache_fraction: float = 0.10
     policy: str = "lru"
     io: str = "mmap"
+    other_policies: str = "sieve,s3fifo,arc"
     warm_batches: int = 200
     cold_rows: int = 20_000
     workdir: str = "bench/out/lookup"
@@ -80,9 +84,14 @@ def batches(config: LookupBenchConfig, zipf: float, count: int, seed: int) -> li
     return list(stream(config, zipf, count, seed))
 
 
-def warm_up_stream(config: LookupBenchConfig):
-    """The batches that warm case (b)'s cache (never held in memory: (d) measures the process)."""
-    return stream(config, config.zipf, config.warm_batches, config.seed + 3)
+def b_stream(config: LookupBenchConfig):
+    """Case (b)'s Zipf batches, made as they are used (never held: (d) measures the process).
+
+    One trace (one hot set): ``warm_batches`` that warm the cache, then
+    ``batches * repeats`` timed ones, then ``batches`` for :func:`miss_floor`.
+    """
+    total = config.warm_batches + config.batches * (config.repeats + 1)
+    return stream(config, config.zipf, total, config.seed + 1)
 
 
 def build(config: LookupBenchConfig) -> Path:
@@ -147,14 +156,24 @@ def case_a(config, path, work_by_name):
     return results
 
 
-def case_b(config, path, work):
-    """10 % DRAM cache, warm, Zipf: pooled rows/s, hit rate, and the process's memory."""
+def case_b(config, path):
+    """10 % DRAM cache, warm, Zipf: pooled rows/s, hit rate, and the process's memory.
+
+    Every timed batch is new (no batch is replayed, which would find its own rows
+    cached); only the lookups are timed, not making the batches.
+    """
     budget = int(config.cache_fraction * config.rows * config.dim * 4)
     store = tierstore.open(path, dram_cache_bytes=budget, policy=config.policy, io=config.io)
-    for indices, offsets in warm_up_stream(config):
+    trace = b_stream(config)
+    for indices, offsets in itertools.islice(trace, config.warm_batches):
         store.lookup("t", indices, offsets)
     store.reset_stats()
-    speed = rows_per_second(lambda w: store.lookup("t", w[0], w[1]), work, config.repeats, config.bags * config.pooling)
+    busy = 0.0
+    for indices, offsets in itertools.islice(trace, config.batches * config.repeats):
+        start = time.perf_counter()
+        store.lookup("t", indices, offsets)
+        busy += time.perf_counter() - start
+    speed = config.batches * config.repeats * config.bags * config.pooling / busy
     stats = store.stats()
     data_file_mapped = store.data_file_mapped_bytes()
     rollup = {line.split(":")[0]: int(line.split()[1]) * 1024
@@ -163,8 +182,8 @@ def case_b(config, path, work):
     peak = next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM"))
     floor = None
     if config.io == "mmap":
-        floor = miss_floor(store, work)
-        floor["optimal_missed_rows"] = optimal_misses(config, work)
+        floor = miss_floor(store, list(trace))
+        floor["optimal_missed_rows"] = optimal_misses(config)
     store.close()
     return {"rows_per_s": speed, "miss_floor": floor, "hit_rate": stats["dram"]["hit_rate"], "budget_bytes": budget,
             "ssd_pages_per_batch": stats["ssd"]["pages_read"] / max(stats["batches"], 1),
@@ -178,12 +197,13 @@ def miss_floor(store, work) -> dict:
     """Milliseconds per batch just to read each batch's missed rows, through the map and with ``pread``,
     and the missed rows per batch.
 
-    Replays ``work`` once more.  Before each batch, the rows of the batch not in the
-    DRAM tier are the ones it will miss.  Two ways to read exactly those rows are
-    timed alone, then the batch runs normally:
+    Runs ``work`` (batches after the timed ones).  Before each batch, the rows of
+    the batch not in the DRAM tier are the ones it will miss.  Two ways to read
+    exactly those rows are timed alone, then the batch runs normally:
 
-    - ``mapped``: copy the rows out of their pages in the mapped LMDB file (the store's
-      float32 decode: one prefetching pass; no page lookups, checks, policy or pooling);
+    - ``mapped``: copy the rows out of their pages in the mapped LMDB file into a
+      reused buffer (the store's float32 decode: one prefetching ``memcpy`` per row;
+      no page lookups, checks, policy or pooling);
     - ``pread``: copy the pages holding them with the store's parallel ``pread``
       (``io="pread"``, which maps nothing and so adds no page-cache pages to RSS).
 
@@ -191,46 +211,48 @@ def miss_floor(store, work) -> dict:
     bounds what (b) can reach.  Reads the store's internals (one identity-layout table).
     """
     tier, ssd, reader = store._tier_of["t"], store._ssd["t"], store._direct
-    if reader is None or ssd.value_start is None:
+    if reader is None or ssd.spans is None:
         return {"mapped_ms": float("nan"), "pread_ms": float("nan"), "missed_rows": float("nan")}
     rpp, dim = ssd.config.rows_per_page, ssd.config.dim
     mapped = through_pread = 0.0
     n_missed = 0
-    reader.read_values(ssd.value_start[:1], ssd.value_end[:1])  # compile outside the timing
+    value_start, value_end = np.abs(ssd.spans[:, 0]), ssd.spans[:, 1]
+    reader.read_values(value_start[:1], value_end[:1])  # compile outside the timing
+    out = np.empty((len(work[0][0]), dim), dtype=np.float32)
     for indices, offsets in work:
         distinct = np.unique(indices)
         missed = distinct[tier.row2slot[distinct] < 0]
-        missed = missed[ssd.value_start[missed // rpp] > 0]
+        missed = missed[value_start[missed // rpp] > 0]
         n_missed += missed.size
-        out = np.empty((missed.size, dim), dtype=np.float32)
         page_of = missed // rpp
-        starts, rank, slot = ssd.value_start[page_of], np.arange(missed.size), missed % rpp
+        starts, rank, slot = value_start[page_of], np.arange(missed.size), missed % rpp
         start = time.perf_counter()
-        pages.decode_rows(reader.view, starts, rank, slot, 0, dim, out)
+        pages.decode_rows(reader.view, starts, rank, slot, 0, dim, out[: missed.size])
         mapped += time.perf_counter() - start
         page_ids = np.unique(page_of)
         start = time.perf_counter()
-        reader.read_values(ssd.value_start[page_ids], ssd.value_end[page_ids])
+        reader.read_values(value_start[page_ids], value_end[page_ids])
         through_pread += time.perf_counter() - start
         store.lookup("t", indices, offsets)
     return {"mapped_ms": mapped / len(work) * 1e3, "pread_ms": through_pread / len(work) * 1e3,
             "missed_rows": n_missed / len(work)}
 
 
-def optimal_misses(config: LookupBenchConfig, work) -> float:
+def optimal_misses(config: LookupBenchConfig) -> float:
     """Distinct-row misses per timed batch of Belady's optimal cache at (b)'s budget.
 
     The stream is each batch's distinct rows, warm-up batches first (the store reports
-    hits once per distinct row per batch).  No policy misses fewer rows, so the miss
-    floor scaled to this count bounds (b) for any policy.
+    hits once per distinct row per batch).  No policy that caches every miss misses
+    fewer rows, so the miss floor scaled to this count bounds (b) for such policies.
     """
     from cache_policies import make_policy, simulate
 
-    rows = [np.unique(indices) for indices, _ in warm_up_stream(config)] + [np.unique(i) for i, _ in work]
+    n_batches = config.warm_batches + config.batches * config.repeats
+    rows = [np.unique(indices) for indices, _ in itertools.islice(b_stream(config), n_batches)]
     timed = sum(r.size for r in rows[config.warm_batches:])
     log = simulate(np.concatenate(rows), make_policy("belady"), int(config.cache_fraction * config.rows),
                    record=True).log
-    return float(np.count_nonzero(log.outcome[-timed:] != 1)) / len(work)
+    return float(np.count_nonzero(log.outcome[-timed:] != 1)) / (config.batches * config.repeats)
 
 
 def case_c(config, path):
@@ -259,9 +281,11 @@ def case_c(config, path):
     return {"tierstore_rows_per_s": ours, "pread_rows_per_s": raw, "ratio": ours / raw}
 
 
-def report_b(config: LookupBenchConfig, result: dict, io: str) -> None:
-    """Print case (b) and its memory (d) for one ``io`` mode, adding the ratios to ``result``."""
-    b = result["b"][io]
+def report_b(config: LookupBenchConfig, result: dict, run: str) -> None:
+    """Print case (b) and its memory (d) for one ``run`` (``config.policy`` and ``config.io``),
+    adding the ratios to ``result["b"][run]``."""
+    b = result["b"][run]
+    io = config.io
     if "a" in result:
         a_batch_ms = config.bags * config.pooling / result["a"]["zipf"]["tierstore_rows_per_s"] * 1e3
         b["ratio_to_a"] = b["rows_per_s"] / result["a"]["zipf"]["tierstore_rows_per_s"]
@@ -278,7 +302,8 @@ def report_b(config: LookupBenchConfig, result: dict, io: str) -> None:
                   f"{floor['mapped_ms']:.2f} ms from the mapped file ({floor['pread_ms']:.2f} ms with pread, which "
                   f"maps nothing), so (b) can reach at most {b['ratio_bound']['mapped']:.2f} "
                   f"({b['ratio_bound']['pread']:.2f}) of (a)'s {a_batch_ms:.2f} ms per batch; with Belady's "
-                  f"{floor['optimal_missed_rows']:.0f} misses, the fewest any policy can have, at most "
+                  f"{floor['optimal_missed_rows']:.0f} misses, the fewest of any policy that caches every miss, "
+                  f"at most "
                   f"{b['ratio_bound']['mapped_optimal_policy']:.2f}")
     limit = b["budget_bytes"] + (512 << 20)
     b["rss_within_budget_plus_512mib"] = b["peak_rss_bytes"] <= limit
@@ -299,24 +324,25 @@ def main(argv=None) -> int:
     config = config_from_args(LookupBenchConfig, args)
     numba.set_num_threads(config.threads)
     path = build(config)
-    zipf_work = batches(config, config.zipf, config.batches, config.seed + 1)
     result = {"config": asdict(config)}
     if only in (None, "a"):
         result["a"] = case_a(config, path, {"uniform": batches(config, 0.0, config.batches, config.seed + 2),
-                                            "zipf": zipf_work})
+                                            "zipf": batches(config, config.zipf, config.batches, config.seed + 1)})
         for name, r in result["a"].items():
             print(f"a/{name}: tierstore {r['tierstore_rows_per_s'] / 1e6:.1f} M rows/s, torch "
                   f"{r['torch_rows_per_s'] / 1e6:.1f} M rows/s, ratio {r['ratio']:.2f} (target >= 1.0)")
     if only == "b":
-        result["b"] = case_b(config, path, zipf_work)
+        result["b"] = case_b(config, path)
     elif only is None:
         result["b"] = {}
-        for io in tierstore.IO_MODES:
-            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b",
-                                    *config_flags(replace(config, io=io))],
+        runs = [replace(config, io=io) for io in tierstore.IO_MODES]
+        runs += [replace(config, policy=p, io="mmap") for p in config.other_policies.split(",") if p]
+        for run in runs:
+            child = subprocess.run([sys.executable, "-m", "bench.bench_lookup", "--only", "b", *config_flags(run)],
                                    check=True, capture_output=True, text=True)
-            result["b"][io] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
-            report_b(config, result, io)
+            name = f"{run.policy}/{run.io}"
+            result["b"][name] = json.loads(child.stdout.strip().splitlines()[-1])["b"]
+            report_b(run, result, name)
     if only in (None, "c"):
         result["c"] = case_c(config, path)
         c = result["c"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from tierstore import pages
 from tierstore.config import TableConfig
-from tierstore.kernels import unique_inverse
+from tierstore.kernels import _prefetch, unique_inverse
 
 PAGE_KEY = np.dtype(">u8")
 
@@ -28,9 +28,17 @@ def page_keys(page_ids: np.ndarray) -> list[bytes]:
     return [raw[i : i + 8] for i in range(0, len(raw), 8)]
 
 
+SPAN_PREFETCH_DISTANCE = 8
+"""Pages ahead whose cached span :func:`_known_spans` prefetches (a random read per page)."""
+
+
 @numba.njit(nogil=True, cache=True)
-def _known_spans(page_ids, value_start, value_end, verified):
-    """Cached file spans of ``page_ids`` (0 where unknown), and which positions are unknown / unverified."""
+def _known_spans(page_ids, spans):
+    """Cached file spans of ``page_ids`` (start 0 where unknown), and which positions are unknown / unverified.
+
+    ``spans[page]`` is ``(start, end)`` of the page's value in the data file; a
+    negative start marks a located page whose checksum is not verified yet.
+    """
     n = page_ids.size
     starts = np.empty(n, dtype=np.int64)
     ends = np.empty(n, dtype=np.int64)
@@ -38,13 +46,16 @@ def _known_spans(page_ids, value_start, value_end, verified):
     unverified = np.empty(n, dtype=np.int64)
     n_unknown = n_unverified = 0
     for i in range(n):
+        if i + SPAN_PREFETCH_DISTANCE < n:
+            _prefetch(spans, page_ids[i + SPAN_PREFETCH_DISTANCE], 0)
         page = page_ids[i]
-        starts[i] = value_start[page]
-        ends[i] = value_end[page]
-        if starts[i] == 0:
+        start = spans[page, 0]
+        starts[i] = abs(start)
+        ends[i] = spans[page, 1]
+        if start == 0:
             unknown[n_unknown] = i
             n_unknown += 1
-        if not verified[page]:
+        if start <= 0:
             unverified[n_unverified] = i
             n_unverified += 1
     return starts, ends, unknown[:n_unknown], unverified[:n_unverified]
@@ -74,11 +85,13 @@ class SsdTable:
     version : tuple
         ``(layout, data_version)``: what the direct-read caches below are valid for.
 
-    With the direct reader, two per-page caches make repeated misses cheap: where
+    With the direct reader, a per-page cache makes repeated misses cheap: where
     each page's value sits in the data file (LMDB never moves a value until its
     database is written, and any write gives the table a new version), and
-    whether the page's checksum was verified.  A page is verified on its first
-    read by this store handle for this version, not on every read.
+    whether the page's checksum was verified (``spans``: ``(start, end)`` per page,
+    start 0 while unknown and negated until verified: one random read per page).
+    A page is verified on its first read by this store handle for this version,
+    not on every read.
     """
 
     config: TableConfig
@@ -90,9 +103,7 @@ class SsdTable:
     #: ``[LmdbDirectReader, root page or None until first needed]`` for the current read transaction,
     #: or None to read through py-lmdb.
     direct: list | None = None
-    value_start: np.ndarray | None = None
-    value_end: np.ndarray | None = None
-    verified: np.ndarray | None = None
+    spans: np.ndarray | None = None
 
     def keep_caches_of(self, old: "SsdTable | None") -> None:
         """Take over ``old``'s counters, and its direct-read caches if it is the same table version."""
@@ -100,7 +111,7 @@ class SsdTable:
             return
         self.counters = old.counters
         if old.version == self.version:
-            self.value_start, self.value_end, self.verified = old.value_start, old.value_end, old.verified
+            self.spans = old.spans
 
     @property
     def n_pages(self) -> int:
@@ -129,7 +140,7 @@ class SsdTable:
             if check.size:
                 pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
                                    self.page_rows(page_ids[check]))
-                self.verified[page_ids[check]] = True
+                self.spans[page_ids[check], 0] = np.abs(self.spans[page_ids[check], 0])
         else:
             buf, starts, ends = self._get_multi(txn, page_ids)
             pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))
@@ -158,18 +169,18 @@ class SsdTable:
 
     def _locate_direct(self, page_ids):
         reader, root = self.direct
-        if self.value_start is None:
-            self.value_start = np.zeros(self.n_pages, dtype=np.int64)
-            self.value_end = np.zeros(self.n_pages, dtype=np.int64)
-            self.verified = np.zeros(self.n_pages, dtype=np.bool_)
-        starts, ends, unknown, unverified = _known_spans(page_ids, self.value_start, self.value_end, self.verified)
+        if self.spans is None:
+            self.spans = np.zeros((self.n_pages, 2), dtype=np.int64)
+        starts, ends, unknown, unverified = _known_spans(page_ids, self.spans)
         if unknown.size:
             todo = page_ids[unknown]
             found, lengths, status = reader.locate(root, todo.astype(np.uint64))
             if np.any(status != 0):
                 raise self._missing(todo[status != 0])
-            self.value_start[todo] = starts[unknown] = found
-            self.value_end[todo] = ends[unknown] = found + lengths
+            starts[unknown] = found
+            ends[unknown] = found + lengths
+            self.spans[todo, 0] = -found
+            self.spans[todo, 1] = found + lengths
         return reader.view, starts, ends, unverified
 
     def _get_multi(self, txn, page_ids):
