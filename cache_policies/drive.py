@@ -115,22 +115,17 @@ def _ignore_next_access(st, next_vtime):
 
 @dataclass(frozen=True)
 class Drive:
-    """The functions a loop drives a state with; every one but ``view`` and ``grow`` takes ``st = view(state)``.
+    """How a loop drives a state: ``st = view(state)``, then ``ops`` (the protocol as
+    ``StateKernels``) and the pending-eviction and next-access calls, each taking ``st``
+    first; ``grow(state)`` when ``ops.ready`` says a miss needs room.
 
-    ``kernels`` tells whether these are a ``StateKernels`` array's kernels (then
+    ``kernels`` tells whether ``ops`` are a ``StateKernels`` array's kernels (then
     ``key_by_slot`` applies, and nothing is ever pending).
     """
 
     view: Callable
     grow: Callable
-    ready: Callable
-    admit: Callable
-    victim: Callable
-    on_hit: Callable
-    on_insert: Callable
-    remove: Callable
-    used: Callable
-    capacity: Callable
+    ops: StateKernels
     n_pending: Callable
     take_evicted: Callable
     set_next_access: Callable
@@ -138,8 +133,10 @@ class Drive:
 
 
 METHODS = Drive(
-    _the_state, _no_growth, _always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove,
-    _read_used, _read_capacity, _read_n_pending, _call_take_evicted, _call_set_next_access, False,
+    _the_state, _no_growth,
+    StateKernels(_always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove, _read_used,
+                 _read_capacity),
+    _read_n_pending, _call_take_evicted, _call_set_next_access, False,
 )
 """Drive any state through the protocol's methods."""
 
@@ -153,10 +150,6 @@ def drive_of(state) -> Drive:
         return METHODS
     drive = _KERNEL_DRIVES.get(kernels)
     if drive is None:
-        drive = Drive(
-            _kernel_state, _grow_state, kernels.ready, kernels.admit, kernels.victim, kernels.on_hit,
-            kernels.on_insert, kernels.remove, kernels.used, kernels.capacity, _none_pending, _none_taken,
-            _ignore_next_access, True,
-        )
-        _KERNEL_DRIVES[kernels] = drive
+        drive = _KERNEL_DRIVES[kernels] = Drive(_kernel_state, _grow_state, kernels, _none_pending, _none_taken,
+                                                _ignore_next_access, True)
     return drive

@@ -243,8 +243,9 @@ def _make_replay(drive: Drive, slot_keys: bool):
     and runs on.  ``st`` is never reassigned inside ``run``'s loop: numba
     would otherwise reference count it on every request.
     """
-    view, grow, ready, admit, victim = drive.view, drive.grow, drive.ready, drive.admit, drive.victim
-    on_hit, on_insert, remove, used, capacity = drive.on_hit, drive.on_insert, drive.remove, drive.used, drive.capacity
+    view, grow, ops = drive.view, drive.grow, drive.ops
+    ready, admit, victim, on_hit, on_insert = ops.ready, ops.admit, ops.victim, ops.on_hit, ops.on_insert
+    remove, used, capacity = ops.remove, ops.used, ops.capacity
     n_pending, take_evicted, set_next_access = drive.n_pending, drive.take_evicted, drive.set_next_access
 
     @numba.njit(nogil=True)

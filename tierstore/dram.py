@@ -52,8 +52,9 @@ def _build_tier_loops(drive: Drive):
     Each loop body takes ``st = view(state)`` and is never handed a new one
     mid-loop; admission returns early when the state must ``grow`` first.
     """
-    view, grow, ready, admit, victim = drive.view, drive.grow, drive.ready, drive.admit, drive.victim
-    on_hit, on_insert, remove, used, capacity = drive.on_hit, drive.on_insert, drive.remove, drive.used, drive.capacity
+    view, grow, ops = drive.view, drive.grow, drive.ops
+    ready, admit, victim, on_hit, on_insert = ops.ready, ops.admit, ops.victim, ops.on_hit, ops.on_insert
+    remove, used, capacity = ops.remove, ops.used, ops.capacity
     n_pending, take_evicted = drive.n_pending, drive.take_evicted
 
     @numba.njit(inline="always")
