@@ -76,6 +76,29 @@ def test_pool_rows_matches_numpy(case):
     assert (wide[:, :pad_left] == 7.0).all() and (wide[:, pad_left + dim :] == 7.0).all()
 
 
+@settings(max_examples=100, deadline=None)
+@given(pooling_cases(), st.sampled_from([None, -1, -(2**40), 0, 2**40]))
+def test_pool_ids_matches_numpy_and_flags_ids_out_of_range(case, bad_id):
+    """``pool_ids`` reads ids of a whole table; one id out of range (``bad_id`` past the end
+    when >= 0) makes it return False, wherever it sits."""
+    slab, _, _, offsets, weights, mode, dim, pad_left, pad_right = case
+    ids = np.random.default_rng(offsets.size).integers(0, max(slab.shape[0], 1), size=offsets[-1])
+    if slab.shape[0] == 0:
+        ids = ids[:0]
+        offsets = np.zeros_like(offsets)
+        weights = None if weights is None else weights[:0]
+    if bad_id is not None and ids.size:
+        ids[ids.size // 3] = bad_id if bad_id < 0 else slab.shape[0] + bad_id
+    wide = np.full((offsets.size - 1, pad_left + dim + pad_right), 7.0, dtype=np.float32)
+    out = wide[:, pad_left : pad_left + dim]
+    ok = kernels.pool_ids(slab, ids, offsets, weights, mode, out)
+    assert ok == (bad_id is None or ids.size == 0)
+    if ok:
+        rows = slab[ids] if ids.size else np.zeros((0, dim), dtype=np.float32)
+        np.testing.assert_allclose(out, pool_reference(rows, offsets, weights, mode), rtol=1e-5, atol=1e-5)
+    assert (wide[:, :pad_left] == 7.0).all() and (wide[:, pad_left + dim :] == 7.0).all()
+
+
 @pytest.mark.parametrize("dim", [64, 37])
 @pytest.mark.parametrize("mode", [MODE_SUM, MODE_MEAN, MODE_MAX])
 def test_pool_rows_many_bags_across_threads(dim, mode):

@@ -156,6 +156,7 @@ BAD_INPUTS = [
     (dict(indices=[-1, 2]), ValueError, "negative"),
     (dict(indices=list(range(40)) + [100] + list(range(9))), ValueError, "out of range"),
     (dict(indices=list(range(30)) + [-5]), ValueError, "negative"),
+    (dict(indices=np.array([3, 2**63 + 5], dtype=np.uint64)), ValueError, "out of range"),
     (dict(indices=np.array([0.0, 1.0])), ValueError, "integers"),
     (dict(indices=np.zeros((2, 1), np.int64)), ValueError, "1-D"),
     (dict(offsets=[0, 2, 1]), ValueError, "non-decreasing"),
@@ -196,12 +197,20 @@ def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message, cac
     np.testing.assert_allclose(got, pool(values, good["indices"], [0, 2, 4]), rtol=1e-6)
 
 
-def test_bad_batch_raises_before_any_table_is_touched(tmp_path):
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "fully resident"])
+@pytest.mark.parametrize("bad_id", [10, -3])
+def test_bad_batch_raises_before_any_table_is_touched(tmp_path, warm, bad_id):
     path = make_store(tmp_path, {TableConfig("a", 10, 2): np.ones((10, 2)), TableConfig("b", 10, 2): np.ones((10, 2))})
-    batch = SparseBatch.from_tables({"a": (np.array([1]), np.array([0, 1])), "b": (np.array([10]), np.array([0, 1]))})
+    batch = SparseBatch.from_tables({"a": (np.array([1]), np.array([0, 1])),
+                                     "b": (np.array([2, bad_id]), np.array([0, 2]))})
     with tierstore.open(path, dram_cache_bytes=1000) as store:
-        with pytest.raises(ValueError, match="table 'b'"):
+        if warm:
+            store.warm("a"), store.warm("b")
+            assert store._fully_resident("a") and store._fully_resident("b")
+        before = store.stats()
+        with pytest.raises(ValueError, match=rf"table 'b'.*\b{abs(bad_id)}\b"):
             store.lookup_batch(batch)
+        assert store.stats() == before
         assert store.stats()["lookups"] == 0 and store.stats()["dram"]["rows_admitted"] == 0
 
 

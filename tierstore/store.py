@@ -34,7 +34,7 @@ from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
 from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
-from tierstore.validate import as_ids, check_bags
+from tierstore.validate import as_ids, check_bags, raise_out_of_range
 
 FORMAT_VERSION = 1
 META_DB = b"__meta__"
@@ -335,7 +335,7 @@ class Store:
         and the rows to offer the DRAM tier once the batch is pooled (None: nothing to offer)."""
         tier = self._tier_of.get(name)
         ssd = self._ssd_of(name)
-        if tier is not None and tier.fully_resident(name):
+        if self._fully_resident(name):
             self._stats.dram_hits += idx.size
             return idx, tier.slabs[tier.position[name]], _EMPTY, None
         uniq, inverse = kernels.unique_inverse(idx)
@@ -357,16 +357,21 @@ class Store:
         if pending is not None:
             self._stats.rows_admitted += self._tier_of[name].admit(name, *pending)
 
-    def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out):
+    def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out,
+                       check_range=True):
         config = self._table(name)
         idx, off, weights, mode_code = check_bags(name, config.num_rows, indices, offsets, per_sample_weights, mode,
-                                                  include_last_offset)
+                                                  include_last_offset, check_range)
         self._ssd_of(name)
         if out is None:
             out = np.empty((off.size - 1, config.dim), dtype=np.float32)
         elif out.shape[0] != off.size - 1:
             raise ValueError(f"table {name!r}: {off.size - 1} bags, but the batch has {out.shape[0]}")
         return idx, off, weights, mode_code, out
+
+    def _fully_resident(self, name: str) -> bool:
+        tier = self._tier_of.get(name)
+        return tier is not None and tier.fully_resident(name)
 
     def lookup(self, table: str, indices, offsets, per_sample_weights=None, mode: str = "sum",
                include_last_offset: bool = False) -> np.ndarray:
@@ -422,20 +427,34 @@ class Store:
     def _run_batch(self, requests, views):
         with self._lock:
             started = time.perf_counter()
+            resident = all(self._fully_resident(r[0]) for r in requests)
             checked = [
-                (r[0],) + self._check_request(*r, None if views is None else views[r[0]]) for r in requests
+                (r[0],) + self._check_request(*r, None if views is None else views[r[0]], check_range=not resident)
+                for r in requests
             ]
-            results = []
-            with self.reading() as txn:
-                for name, idx, off, weights, mode_code, out in checked:
-                    loc, slab, extra, pending = self._locate(txn, name, idx)
-                    kernels.pool_rows_unchecked(slab, extra, loc, off, weights, mode_code, out)
-                    self._admit(name, pending)
-                    self._stats.lookups += idx.size
-                    self._stats.bags += off.size - 1
-                    results.append(out)
+            if resident:
+                self._pool_resident(checked)
+            else:
+                with self.reading() as txn:
+                    for name, idx, off, weights, mode_code, out in checked:
+                        loc, slab, extra, pending = self._locate(txn, name, idx)
+                        kernels.pool_rows_unchecked(slab, extra, loc, off, weights, mode_code, out)
+                        self._admit(name, pending)
+            for _, idx, off, *_ in checked:
+                self._stats.lookups += idx.size
+                self._stats.bags += off.size - 1
             self._stats.record_batch(time.perf_counter() - started)
-            return results
+            return [c[-1] for c in checked]
+
+    def _pool_resident(self, checked) -> None:
+        """Pool requests whose tables are wholly in DRAM: no read transaction, and the kernel checks
+        the ids' range as it reads them (their one other pass); a bad id raises before any count changes."""
+        for name, idx, off, weights, mode_code, out in checked:
+            tier = self._tier_of[name]
+            if not kernels.pool_ids(tier.slabs[tier.position[name]], idx, off, weights, mode_code, out):
+                raise_out_of_range("indices", idx, self.tables[name].num_rows, name)
+        for name, idx, *_ in checked:
+            self._stats.dram_hits += idx.size
 
     def get_rows(self, table: str, ids) -> np.ndarray:
         """Rows ``ids`` of ``table`` as float32 ``[len(ids), dim]`` (through the caches)."""

@@ -55,8 +55,8 @@ def _raise_offsets_error(table: str, bounds: np.ndarray, n: int, include_last_of
     )
 
 
-def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
-    """Row ids as a 1-D int64 array, all in ``[0, num_rows)``."""
+def as_ids(name: str, ids, num_rows: int, table: str, check_range: bool = True) -> np.ndarray:
+    """Row ids as a 1-D int64 array, all in ``[0, num_rows)`` (``check_range=False``: the caller checks that)."""
     arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"table {table!r}: {name} must be 1-D, got shape {arr.shape}")
@@ -65,18 +65,27 @@ def as_ids(name: str, ids, num_rows: int, table: str) -> np.ndarray:
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= num_rows:
         raise ValueError(f"table {table!r}: {name} {int(arr.max())} out of range; ids must be in [0, {num_rows})")
     arr = arr.astype(np.int64, copy=False)
-    if arr.size:
+    if check_range and arr.size:
         lo, hi = id_range(arr)
-        if lo < 0:
-            raise ValueError(f"table {table!r}: negative {name} ({lo}); ids must be in [0, {num_rows})")
-        if hi >= num_rows:
-            raise ValueError(f"table {table!r}: {name} {hi} out of range; ids must be in [0, {num_rows})")
+        if lo < 0 or hi >= num_rows:
+            raise_out_of_range(name, arr, num_rows, table)
     return arr
 
 
+def raise_out_of_range(name: str, ids: np.ndarray, num_rows: int, table: str):
+    """Raise the ``ValueError`` naming the smallest negative, or else the largest too-large, of int64 ``ids``."""
+    lo, hi = id_range(ids)
+    if lo < 0:
+        raise ValueError(f"table {table!r}: negative {name} ({lo}); ids must be in [0, {num_rows})")
+    raise ValueError(f"table {table!r}: {name} {hi} out of range; ids must be in [0, {num_rows})")
+
+
 def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, mode: str,
-               include_last_offset: bool):
+               include_last_offset: bool, check_range: bool = True):
     """Validate one table's bags with ``torch.nn.functional.embedding_bag`` conventions.
+
+    ``check_range=False`` leaves the indices' range to the caller (a kernel that
+    checks them as it reads them, then :func:`raise_out_of_range`).
 
     Returns
     -------
@@ -87,7 +96,7 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
     """
     if mode not in MODES:
         raise ValueError(f"table {table!r}: mode must be one of {sorted(MODES)}, got {mode!r}")
-    idx = as_ids("indices", indices, num_rows, table)
+    idx = as_ids("indices", indices, num_rows, table, check_range)
     off = np.asarray(offsets)
     if off.ndim != 1:
         raise ValueError(f"table {table!r}: offsets must be 1-D, got shape {off.shape}")
