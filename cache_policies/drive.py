@@ -20,6 +20,7 @@ from typing import Callable
 
 import numba
 
+from ._rows import always_ready
 from .base import StateKernels, kernels_of
 
 
@@ -41,11 +42,6 @@ def _grow_state(state):
 @numba.njit(inline="always")
 def _no_growth(state):
     pass
-
-
-@numba.njit(inline="always")
-def _always_ready(st, size):
-    return True
 
 
 @numba.njit(inline="always")
@@ -134,7 +130,7 @@ class Drive:
 
 METHODS = Drive(
     _the_state, _no_growth,
-    StateKernels(_always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove, _read_used,
+    StateKernels(always_ready, _call_admit, _call_victim, _call_on_hit, _call_on_insert, _call_remove, _read_used,
                  _read_capacity),
     _read_n_pending, _call_take_evicted, _call_set_next_access, False,
 )

@@ -209,6 +209,10 @@ class DramTier:
         return (self.row2slot, self.slot_key, self.slot_table, self.slot_base, self.free_stack, self.free_top,
                 self.resident)
 
+    def slab(self, table: str) -> np.ndarray:
+        """The slab holding ``table``'s cached rows (row ``slot`` of it is slot ``slot``)."""
+        return self.slabs[self.position[table]]
+
     def fully_resident(self, table: str) -> bool:
         """True when every row of ``table`` is cached in a mirror tier (lookups skip the probe)."""
         t = self.position[table]

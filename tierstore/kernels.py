@@ -352,7 +352,8 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, ch
 _POOL_KERNELS: dict[tuple[int, int, bool, bool, bool], object] = {}
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_FLAGS = np.zeros(0, dtype=np.bool_)
-_NO_ROWS = np.zeros((0, 1), dtype=np.float32)
+NO_ROWS = np.zeros((0, 1), dtype=np.float32)
+"""An ``extra`` with no rows, for callers whose rows all come from the slab."""
 
 
 def _pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, checked: bool = False):
@@ -489,7 +490,7 @@ def pool_ids(table, ids, offsets, weights, mode, out) -> bool:
     kernel = _pool_kernel(out.shape[1], mode, weighted, False, True)
     n_chunks = min(numba.get_num_threads(), out.shape[0])
     bad = np.zeros(n_chunks, dtype=np.bool_)
-    kernel(table, _NO_ROWS, ids, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks, bad)
+    kernel(table, NO_ROWS, ids, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks, bad)
     return not bad.any()
 
 

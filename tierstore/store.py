@@ -42,7 +42,6 @@ POSITIONS_CHUNK = 1 << 20
 DEFAULT_MAP_SIZE = 1 << 40
 MAX_DBS = 1024
 IO_MODES = ("mmap", "pread")
-_EMPTY = np.empty((0, 1), dtype=np.float32)
 
 
 class IncompatibleStoreError(ValueError):
@@ -337,7 +336,7 @@ class Store:
         ssd = self._ssd_of(name)
         if self._fully_resident(name):
             self._stats.dram_hits += idx.size
-            return idx, tier.slabs[tier.position[name]], _EMPTY, None
+            return idx, tier.slab(name), kernels.NO_ROWS, None
         uniq, inverse = kernels.unique_inverse(idx)
         slots = tier.probe(name, uniq) if tier is not None else np.full(uniq.size, -1, dtype=np.int64)
         miss = slots < 0
@@ -349,8 +348,8 @@ class Store:
         self._stats.dram_hits += hits
         self._stats.dram_misses += idx.size - hits
         if tier is None:
-            return loc, _EMPTY, extra, None
-        return loc, tier.slabs[tier.position[name]], extra, (miss_rows, extra)
+            return loc, kernels.NO_ROWS, extra, None
+        return loc, tier.slab(name), extra, (miss_rows, extra)
 
     def _admit(self, name: str, pending) -> None:
         """Offer a batch's missed rows to the DRAM tier (after pooling: evictions cannot touch its rows)."""
@@ -450,8 +449,7 @@ class Store:
         """Pool requests whose tables are wholly in DRAM: no read transaction, and the kernel checks
         the ids' range as it reads them (their one other pass); a bad id raises before any count changes."""
         for name, idx, off, weights, mode_code, out in checked:
-            tier = self._tier_of[name]
-            if not kernels.pool_ids(tier.slabs[tier.position[name]], idx, off, weights, mode_code, out):
+            if not kernels.pool_ids(self._tier_of[name].slab(name), idx, off, weights, mode_code, out):
                 raise_out_of_range("indices", idx, self.tables[name].num_rows, name)
         for name, idx, *_ in checked:
             self._stats.dram_hits += idx.size
