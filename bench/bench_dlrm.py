@@ -17,7 +17,9 @@ Cases, interleaved ``repeats`` times, each timing ``batches`` new batches of ``b
   in a process), warmed by ``warm_batches`` of the same trace (target >= 0.5x);
 - ``dram+pipe`` and ``cache+pipe``: the same two with the pipelined loop, batch i+1's lookups
   on a background thread while batch i's dense part runs (``TieredEmbeddingBagCollection.prefetching``),
-  compared with the plain loop.
+  compared with the plain loop;
+- ``torchrec ebc``, ``dram ebc``, ``cache ebc``: the embedding collections alone (what the
+  dense part's share of the end-to-end time hides).
 
 It reports samples/s (median over repeats), p50/p99 batch latency, per-tier hit rates,
 the ratios (median of the per-repeat ratios), and the largest logit difference from
@@ -35,6 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import time
@@ -55,7 +58,10 @@ from tierstore.torch.interop import torchrec_module
 CRITEO_KAGGLE_ROWS = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
                       5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
 DENSE_FEATURES = 13
-CASES = ("torchrec", "dram", "dram+pipe", "cache", "cache+pipe")
+#: Case -> (model, how it runs): the DLRM in the plain loop, in the pipelined loop, or the embedding collection alone.
+CASES = {"torchrec": ("torchrec", "plain"), "dram": ("dram", "plain"), "dram+pipe": ("dram", "pipelined"),
+         "cache": ("cache", "plain"), "cache+pipe": ("cache", "pipelined"), "torchrec ebc": ("torchrec", "ebc"),
+         "dram ebc": ("dram", "ebc"), "cache ebc": ("cache", "ebc")}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class DlrmBenchConfig:
     warm_batches: int = 100
     cache_fraction: float = 0.10
     policy: str = "lru"
+    io: str = "mmap"
     dtype: str = "float32"
     threads: int = 2
     dense_arch: str = "512,256,64"
@@ -116,11 +123,11 @@ def build_models(config: DlrmBenchConfig) -> dict:
     (workdir / "store-cache").mkdir()
     shutil.copyfile(workdir / "store" / "data.mdb", workdir / "store-cache" / "data.mdb")
     all_rows = sum(config.table_rows) * config.dim * 4
-    dram = tierstore.open(workdir / "store", dram_cache_bytes=all_rows)
+    dram = tierstore.open(workdir / "store", dram_cache_bytes=all_rows, io=config.io)
     for table in dram.tables:
         dram.warm(table)
     cache = tierstore.open(workdir / "store-cache", dram_cache_bytes=int(config.cache_fraction * all_rows),
-                           policy=config.policy)
+                           policy=config.policy, io=config.io)
     device = _device(config)
     models = {"torchrec": anchor.to(device)}
     for name, store in (("dram", dram), ("cache", cache)):
@@ -144,20 +151,25 @@ def batch_stream(config: DlrmBenchConfig, count: int):
             keys=list(batch.keys), values=torch.from_numpy(batch.values), lengths=torch.from_numpy(batch.lengths))
 
 
-def run_case(model, batches: list, device: torch.device, pipelined: bool = False) -> list[float]:
-    """Per-batch seconds of ``model`` over ``batches`` (the pipelined loop prefetches the next batch's lookups).
+def run_case(model, batches: list, device: torch.device, how: str = "plain") -> list[float]:
+    """Per-batch seconds of ``model`` over ``batches``: ``how`` is "plain", "pipelined" (the next batch's
+    lookups prefetched while this one runs) or "ebc" (the embedding collection alone).
 
     Sparse features go to ``device`` only for torchrec's own EBC (its tables live there);
     a tiered collection reads them on the CPU and moves its output.
     """
     collection = model.sparse_arch.embedding_bag_collection
     tiered = isinstance(collection, TieredEmbeddingBagCollection)
-    loop = collection.prefetching(batches) if pipelined else batches
+    loop = collection.prefetching(batches) if how == "pipelined" else batches
     seconds = []
     with torch.inference_mode():
         started = time.perf_counter()
         for dense, kjt in loop:
-            model(dense.to(device), kjt if tiered else kjt.to(device))
+            kjt = kjt if tiered else kjt.to(device)
+            if how == "ebc":
+                collection(kjt)
+            else:
+                model(dense.to(device), kjt)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
@@ -173,8 +185,7 @@ def run_bench(config: DlrmBenchConfig, log=print) -> dict:
     built = build_models(config)
     models, stores = built["models"], built["stores"]
     device = _device(config)
-    per_case = {case: config.batches for case in CASES}
-    stream = batch_stream(config, 1 + config.warm_batches + config.repeats * sum(per_case.values()))
+    stream = batch_stream(config, 1 + config.warm_batches + config.repeats * len(CASES) * config.batches)
     with torch.inference_mode():
         dense, kjt = next(stream)
         reference = models["torchrec"](dense.to(device), kjt.to(device))
@@ -188,15 +199,13 @@ def run_bench(config: DlrmBenchConfig, log=print) -> dict:
     rates = {case: [] for case in CASES}
     counters = {name: {"dram_hits": 0, "dram_misses": 0, "pages_read": 0} for name in stores}
     for _ in range(config.repeats):
-        for case in CASES:
-            batches = [next(stream) for _ in range(per_case[case])]
-            name = case.split("+")[0]
+        for case, (name, how) in CASES.items():
+            batches = [next(stream) for _ in range(config.batches)]
             store = stores.get(name)
             if store is not None:
                 store.reset_stats()
-            model = models[name]
-            times = run_case(model, batches, device, pipelined=case.endswith("+pipe"))
-            if store is not None:
+            times = run_case(models[name], batches, device, how)
+            if store is not None and how != "ebc":
                 stats = store.stats()
                 counters[name]["dram_hits"] += stats["dram"]["hits"]
                 counters[name]["dram_misses"] += stats["dram"]["misses"]
@@ -210,13 +219,15 @@ def run_bench(config: DlrmBenchConfig, log=print) -> dict:
         result["cases"][case] = {"samples_per_s": float(np.median(rates[case])), "p50_ms": float(p50),
                                  "p99_ms": float(p99), "samples_per_s_by_repeat": rates[case]}
     for case, anchor in (("dram", "torchrec"), ("cache", "torchrec"), ("dram+pipe", "dram"), ("cache+pipe", "cache"),
-                         ("dram+pipe", "torchrec"), ("cache+pipe", "torchrec")):
+                         ("dram+pipe", "torchrec"), ("cache+pipe", "torchrec"), ("dram ebc", "torchrec ebc"),
+                         ("cache ebc", "torchrec ebc")):
         result["ratios"][f"{case} / {anchor}"] = float(np.median(np.array(rates[case]) / np.array(rates[anchor])))
     for name, c in counters.items():
         accesses = max(c["dram_hits"] + c["dram_misses"], 1)
         result["tiers"][name] = {"dram_hit_rate": c["dram_hits"] / accesses, "ssd_hit_rate": c["dram_misses"] / accesses,
                                  "ssd_pages_per_batch": c["pages_read"] / (2 * config.repeats * config.batches),
                                  "dram_budget_bytes": stores[name].stats()["dram"]["budget_bytes"]}
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for store in stores.values():
         store.close()
     return result
@@ -229,15 +240,17 @@ def format_report(result: dict) -> str:
              f"rows, dim {config['dim']}, {config['dtype']}), batch {config['batch_size']}, dense on {result['device']}, "
              f"{config['threads']} threads"]
     for case, c in result["cases"].items():
-        tier = result["tiers"].get(case.split("+")[0])
+        name, how = CASES[case]
+        tier = result["tiers"].get(name) if how != "ebc" else None
         hits = "" if tier is None else (f", DRAM hit rate {tier['dram_hit_rate']:.1%}, SSD {tier['ssd_hit_rate']:.1%} "
                                         f"({tier['ssd_pages_per_batch']:.0f} pages/batch)")
-        lines.append(f"{case:>11}: {c['samples_per_s']:>9,.0f} samples/s, p50 {c['p50_ms']:.1f} ms, "
+        lines.append(f"{case:>12}: {c['samples_per_s']:>9,.0f} samples/s, p50 {c['p50_ms']:.1f} ms, "
                      f"p99 {c['p99_ms']:.1f} ms{hits}")
     targets = {"dram / torchrec": " (target >= 1.0)", "cache / torchrec": " (target >= 0.5)"}
     for name, ratio in result["ratios"].items():
         lines.append(f"{name}: {ratio:.2f}{targets.get(name, '')}")
-    lines.append(f"max |logit difference| vs torchrec: {result['max_abs_logit_diff']:.2e}")
+    lines.append(f"max |logit difference| vs torchrec: {result['max_abs_logit_diff']:.2e}; peak RSS "
+                 f"{result['peak_rss_bytes'] / 2**30:.1f} GiB (with io='mmap', the mapped LMDB pages count)")
     return "\n".join(lines)
 
 

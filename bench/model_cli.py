@@ -48,10 +48,16 @@ def add_subcommands(subparsers) -> None:
 
 
 def _run_import(args) -> int:
-    from tierstore.torch import from_torch, load_saved
+    try:
+        from tierstore.torch import from_torch, load_saved
+    except ImportError as err:
+        raise RuntimeError(str(err)) from err
 
-    info = from_torch(load_saved(args.model, allow_pickle=args.allow_pickle), args.store, dtype=args.dtype,
-                      progress=not args.no_progress)
+    try:
+        info = from_torch(load_saved(args.model, allow_pickle=args.allow_pickle), args.store, dtype=args.dtype,
+                          progress=not args.no_progress)
+    except TypeError as err:  # the file holds something from_torch cannot export: report it like other bad input
+        raise ValueError(str(err)) from err
     lines = [f"{args.store}: {len(info.tables)} tables from {info.source}, {args.dtype}"
              f"{', weighted features' if info.weighted else ''}"]
     lines += [f"  {t.table}: features {', '.join(t.feature_names)} ({t.pooling})" for t in info.tables]
@@ -60,7 +66,10 @@ def _run_import(args) -> int:
 
 
 def _run_dlrm_demo(args) -> int:
-    from bench.bench_dlrm import DlrmBenchConfig, format_report, run_bench
+    try:
+        from bench.bench_dlrm import DlrmBenchConfig, format_report, run_bench
+    except ImportError as err:
+        raise RuntimeError(f"dlrm-demo needs PyTorch and torchrec: {err}") from err
 
     config = DlrmBenchConfig(max_rows=args.max_rows, batches=args.batches, repeats=args.repeats,
                              warm_batches=5 * args.batches, cache_fraction=args.cache_fraction, dtype=args.dtype,

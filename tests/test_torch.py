@@ -3,6 +3,7 @@ from_torch on plain torch models and state dicts."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -233,6 +234,8 @@ def test_embedding_bag_input_errors(shared_store):
             bag(torch.tensor([30]), torch.tensor([0]))
         with pytest.raises(KeyError, match="unknown table 'zzz'"):
             TieredEmbeddingBag(store, "zzz")
+        with pytest.raises(ValueError, match="mode must be one of"):
+            TieredEmbeddingBag(store, "a", mode="median")
 
 
 def test_prefetching_gives_the_same_outputs(shared_store):
@@ -360,3 +363,23 @@ def test_from_torch_streams_a_table_at_a_time(tmp_path):
                .stdout.split()[-1])
     print(f"peak RSS grew by {grew / 2**20:.0f} MiB")
     assert grew < 96 << 20, f"peak RSS grew by {grew / 2**20:.0f} MiB exporting a 256 MiB table"
+
+
+def test_import_cli_reports_files_it_cannot_export(tmp_path, capsys):
+    from tierstore.cli import main
+
+    torch.save([1, 2], tmp_path / "list.pt")
+    torch.save(Recommender().state_dict(), tmp_path / "plain.pt")
+    assert main(["import", str(tmp_path / "list.pt"), str(tmp_path / "a"), "--no-progress"]) == 1
+    assert "exports an nn.Module or a state dict" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "plain.pt"), str(tmp_path / "b"), "--no-progress"]) == 1
+    assert "no embedding tables in the state dict" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "missing.pt"), str(tmp_path / "c")]) == 1
+    assert "no such model file" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abc")
+    model = torch.nn.ModuleDict({"bag": torch.nn.EmbeddingBag(10, 4, mode="mean")})
+    torch.save(model, tmp_path / "module.pt")
+    assert main(["import", str(tmp_path / "module.pt"), str(tmp_path / "d"), "--allow-pickle", "--json",
+                 "--no-progress", "--dtype", "int8"]) == 0
+    assert json.loads(capsys.readouterr().out)["tables"] == [{"table": "bag", "feature_names": ["bag"],
+                                                              "pooling": "mean"}]

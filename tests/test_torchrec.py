@@ -185,5 +185,5 @@ def test_dlrm_demo_command(tmp_path, capsys):
                      "--workdir", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["max_abs_logit_diff"] <= 1e-5 and result["config"]["batch_size"] == 2048
-    assert {"torchrec", "dram", "cache", "dram+pipe", "cache+pipe"} == set(result["cases"])
+    assert {"torchrec", "dram", "cache", "dram+pipe", "cache+pipe"} <= set(result["cases"])
     assert not list(tmp_path.iterdir())

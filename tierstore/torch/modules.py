@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from tierstore.batch import SparseBatch
-from tierstore.model_info import ModelInfo, TableFeatures
+from tierstore.model_info import POOLINGS, ModelInfo, TableFeatures
 from tierstore.torch.interop import as_numpy, config_pooling, jagged_arrays, keyed_tensor, make_config
 
 
@@ -97,6 +97,8 @@ class TieredEmbeddingBag(_Served):
             info = store.model_info
             recorded = {t.table: t.pooling for t in info.tables} if info is not None else {}
             mode = recorded.get(table, "sum")
+        if mode not in POOLINGS:
+            raise ValueError(f"mode must be one of {POOLINGS}, got {mode!r}")
         self.store = store
         self.table = table
         self.mode = mode
