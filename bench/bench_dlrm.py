@@ -51,6 +51,7 @@ import torch
 import tierstore
 from bench.config_args import add_config_flags, config_from_args
 from bench.traces.generate import TableSpec, TraceSpec, generate
+from tierstore import TableConfig
 from tierstore.torch import TieredEmbeddingBagCollection
 from tierstore.torch.interop import torchrec_module
 
@@ -122,7 +123,8 @@ def build_models(config: DlrmBenchConfig) -> dict:
     export_seconds = time.perf_counter() - started
     (workdir / "store-cache").mkdir()
     shutil.copyfile(workdir / "store" / "data.mdb", workdir / "store-cache" / "data.mdb")
-    all_rows = sum(config.table_rows) * config.dim * 4
+    all_rows = sum(TableConfig(t.name, t.num_embeddings, t.embedding_dim, config.dtype).cached_row_bytes
+                   * t.num_embeddings for t in tables)
     dram = tierstore.open(workdir / "store", dram_cache_bytes=all_rows, io=config.io)
     for table in dram.tables:
         dram.warm(table)
