@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 
 import tierstore
 from tierstore import SparseBatch, TableConfig
-from tierstore.distributed import ShardedStore, ShardPlanConfig, ShardWriteError, make_shard_plan, write_shards
+from tierstore.distributed import (ShardedStore, ShardPlan, ShardPlanConfig, ShardUnavailableError, ShardWriteError,
+                                   make_shard_plan, write_shards)
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'tierstore[ray]' (CI installs it)")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -30,6 +31,7 @@ HEAD_IP = "127.0.0.2"
 OBJECT_STORE_BYTES = 80 << 20
 FAST_HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
                       "health_check_timeout_ms": 200, "health_check_failure_threshold": 3}
+SHARD_RESOURCE = "tierstore_shard_"
 TABLES = [TableConfig("whole", 120, 6), TableConfig("split", 3000, 8), TableConfig("half", 900, 4, "float16")]
 
 
@@ -42,8 +44,8 @@ def cluster():
             "num_cpus": 0, "node_ip_address": HEAD_IP, "object_store_memory": OBJECT_STORE_BYTES,
             "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS})
         sim.next_ip = 3
-        for _ in range(3):
-            add_node(sim)
+        for shard in range(3):
+            add_node(sim, shard)
         ray.init(address=sim.address, _node_ip_address=HEAD_IP, logging_level="WARNING")
         try:
             yield sim
@@ -52,25 +54,28 @@ def cluster():
             sim.shutdown()
 
 
-def add_node(sim):
-    node = sim.add_node(num_cpus=2, node_ip_address=f"127.0.0.{sim.next_ip}", object_store_memory=OBJECT_STORE_BYTES)
+def add_node(sim, shard: int):
+    """A node with 2 CPUs that holds (custom resource) shard ``shard``'s store."""
+    node = sim.add_node(num_cpus=2, node_ip_address=f"127.0.0.{sim.next_ip}", object_store_memory=OBJECT_STORE_BYTES,
+                        resources={f"{SHARD_RESOURCE}{shard}": 1})
     sim.next_ip += 1
     return node
 
 
 @pytest.fixture(scope="module")
 def stores(cluster, tmp_path_factory):
-    """``(sharded, single, plan)``: 3 shards, one per node (STRICT_SPREAD), each with a 16 KiB LRU DRAM tier
-    (a few hundred rows: misses and evictions), and the source store."""
+    """``(sharded, single, plan, plan_file)``: 3 shards, each on the node holding its custom resource, and the
+    source store.  No DRAM tier: a restarted actor would compile its policy again (seconds); the DRAM tiers are
+    tested through a placement group below."""
     tmp = tmp_path_factory.mktemp("ray")
     make_source(tmp / "src", np.random.default_rng(7), TABLES)
     plan = make_shard_plan(TABLES, ShardPlanConfig(num_shards=3, imbalance=0.0))
     assert len(plan.pieces_of("split")) == 3 and len(plan.pieces_of("whole")) == 1
     plan_file = write_shards(tmp / "src", tmp / "out", plan)
-    sharded = ShardedStore.open(plan_file, dram_cache_bytes=16 << 10, placement_strategy="STRICT_SPREAD",
+    sharded = ShardedStore.open(plan_file, dram_cache_bytes=0, shard_resource=SHARD_RESOURCE, attempt_timeout_s=2.0,
                                 retry_deadline_s=60.0)
     single = tierstore.open(tmp / "src")
-    yield sharded, single, plan
+    yield sharded, single, plan, plan_file
     sharded.close()
     single.close()
 
@@ -90,7 +95,7 @@ MODES = {"whole": "mean", "split": "max", "half": "sum"}
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=sharded_batches(TABLES))
 def test_sharded_lookups_equal_a_single_store(stores, case):
-    sharded, single, plan = stores
+    sharded, single, plan, _ = stores
     batch, modes = case
     got = sharded.lookup_batch(batch, mode=modes)
     want = single.lookup_batch(batch, mode=modes)
@@ -98,7 +103,7 @@ def test_sharded_lookups_equal_a_single_store(stores, case):
 
 
 def test_lookup_get_rows_and_stats_follow_the_single_store(stores):
-    sharded, single, _ = stores
+    sharded, single, *_ = stores
     indices, offsets = np.array([5, 2999, 0, 1500, 1501, 7]), np.array([0, 2, 2, 5])
     for mode in ("sum", "mean", "max"):
         np.testing.assert_allclose(sharded.lookup("split", indices, offsets, mode=mode),
@@ -111,8 +116,7 @@ def test_lookup_get_rows_and_stats_follow_the_single_store(stores):
     stats = sharded.stats()
     assert stats["batches"] == 1 and stats["bags"] == 3 * 16
     assert stats["lookups"] == fixed_batch(1).values.size == sum(s["lookups"] for s in stats["shards"])
-    assert stats["dram"]["hits"] + stats["dram"]["misses"] == stats["lookups"]
-    assert 0 < stats["dram"]["budget_bytes"] == 3 * (16 << 10)
+    assert stats["ssd"]["hits"] == stats["lookups"]  # no DRAM tier: every row from the shards' SSD tier
     router = stats["router"]
     assert router["bytes_to_shards"] > 0 and router["bytes_from_shards"] >= 16 * (6 + 8 + 4) * 4
     assert router["call_s"] >= router["shard_s"] > 0
@@ -127,7 +131,7 @@ def test_lookup_get_rows_and_stats_follow_the_single_store(stores):
     (lambda s: s.update_rows("split", [1], np.zeros((1, 7))), ValueError, r"float \[1, 8\]"),
 ])
 def test_bad_input_raises_and_reaches_no_shard(stores, call, error, message):
-    sharded, _, _ = stores
+    sharded, *_ = stores
     before = sharded.stats()
     with pytest.raises(error, match=message):
         call(sharded)
@@ -137,7 +141,7 @@ def test_bad_input_raises_and_reaches_no_shard(stores, call, error, message):
 
 
 def test_update_rows_over_several_shards_is_seen_by_lookups(stores):
-    sharded, single, plan = stores
+    sharded, single, plan, _ = stores
     ids = np.array([0, 1499, 1500, 2999])
     assert len({p.shard for p in plan.pieces_of("split") for i in ids if p.start <= i < p.stop}) >= 2
     old = single.get_rows("split", ids)
@@ -157,7 +161,7 @@ def shard_of(plan, table: str, row: int) -> int:
 
 
 def test_a_write_to_a_shard_that_died_is_an_error_naming_it_and_never_resent(stores):
-    sharded, single, plan = stores
+    sharded, single, plan, _ = stores
     ids = np.array([10, 2990])
     dead, alive = shard_of(plan, "split", 10), shard_of(plan, "split", 2990)
     old = single.get_rows("split", ids)
@@ -198,7 +202,7 @@ def stream_while(sharded, single, disrupt, batches: int = 40) -> int:
 
 
 def test_a_shard_killed_mid_stream_costs_latency_not_results(stores):
-    sharded, single, _ = stores
+    sharded, single, *_ = stores
     victim = sharded.where()[1]
 
     def kill():
@@ -211,7 +215,7 @@ def test_a_shard_killed_mid_stream_costs_latency_not_results(stores):
 
 
 def test_a_lost_node_is_replaced_and_its_shard_moves_there(cluster, stores):
-    sharded, single, _ = stores
+    sharded, single, *_ = stores
     victim = sharded.where()[2]
     node = next(n for n in cluster.worker_nodes if n.node_id == victim["node_id"])
     replacement = {}
@@ -222,10 +226,32 @@ def test_a_lost_node_is_replaced_and_its_shard_moves_there(cluster, stores):
             os.kill(victim["pid"], signal.SIGKILL)
         except ProcessLookupError:
             pass
-        time.sleep(1.0)  # STRICT_SPREAD: the shard has nowhere to go until the new node joins
-        replacement["node"] = add_node(cluster)
+        time.sleep(1.0)  # no other node holds shard 2: it waits for the new one
+        replacement["node"] = add_node(cluster, 2)
 
     assert stream_while(sharded, single, lose_and_replace) >= 1
     now = sharded.where()
     assert now[2]["node_id"] == replacement["node"].node_id != victim["node_id"]
     assert len({w["node_id"] for w in now}) == 3
+
+
+def test_a_placement_group_spreads_shards_with_their_own_dram_tiers(cluster, stores):
+    _, single, _, plan_file = stores
+    with ShardedStore.open(plan_file, dram_cache_bytes=16 << 10, placement_strategy="SPREAD") as spread:
+        assert len({w["node_id"] for w in spread.where()}) == 3
+        for seed in range(6):  # 16 KiB per shard is a few hundred rows
+            batch = fixed_batch(seed, bags=64)
+            np.testing.assert_allclose(spread.lookup_batch(batch, mode=MODES),
+                                       single.lookup_batch(batch, mode=MODES), rtol=1e-5, atol=1e-5)
+        stats = spread.stats()
+        assert stats["dram"]["budget_bytes"] == 3 * (16 << 10) and stats["dram"]["hits"] > 0
+        assert stats["dram"]["hits"] + stats["dram"]["misses"] == stats["lookups"]
+
+
+def test_a_shard_that_cannot_open_its_store_fails_open_naming_it(cluster, stores, tmp_path):
+    *_, plan_file = stores
+    plan = ShardPlan.load(plan_file)
+    broken = ShardPlan(plan.config, plan.tables, plan.pieces,
+                       (str(tmp_path / "missing"),) + tuple(str(plan.shard_path(plan_file, s)) for s in (1, 2)))
+    with pytest.raises(ShardUnavailableError, match=r"shard 0 \(.*missing\) could not open its store"):
+        ShardedStore.open(broken.save(tmp_path / "plan.json"))

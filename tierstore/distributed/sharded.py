@@ -12,8 +12,9 @@ Failures:
 - actors are created with ``max_restarts`` (Ray restarts a dead one, on another
   node if its node is gone) and ``max_task_retries=0``: Ray never reruns a call;
 - lookups, ``get_rows`` and ``stats`` read only, so the router resends them on
-  ``RayActorError`` (or a lost reply) until ``retry_deadline_s`` has passed: a
-  shard lost mid-stream costs latency, never a wrong result;
+  ``RayActorError``, a lost reply or no answer within ``attempt_timeout_s``, until
+  ``retry_deadline_s`` has passed: a shard lost mid-stream costs latency, never a
+  wrong result;
 - ``update_rows`` is never resent: a shard that dies or does not answer during a
   write may or may not have committed it, and :class:`ShardWriteError` names it.
 """
@@ -87,10 +88,18 @@ class ShardedConfig(JsonDataclass):
         Placement-group strategy for the shard actors.
     retry_deadline_s : float
         How long a read may keep being resent to a failing shard.
+    attempt_timeout_s : float
+        A read unanswered this long is sent again (within the deadline; a late
+        reply to the first copy is dropped).
     max_restarts : int
         Restarts Ray grants each actor (-1: without limit).
     start_timeout_s : float
         How long to wait for the placement group and the actors at open.
+    shard_resource : str
+        When set, shard ``s``'s actor needs one unit of the custom resource
+        ``f"{shard_resource}{s}"`` instead of a placement-group bundle: start each
+        host with the resources of the shard stores on its disks, and a lost host's
+        shard waits for a host that has them.
     """
 
     policy: str = "lru"
@@ -99,8 +108,10 @@ class ShardedConfig(JsonDataclass):
     threads: int = 0
     placement_strategy: str = "SPREAD"
     retry_deadline_s: float = 30.0
+    attempt_timeout_s: float = 10.0
     max_restarts: int = -1
     start_timeout_s: float = 120.0
+    shard_resource: str = ""
 
     def __post_init__(self):
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
@@ -108,8 +119,8 @@ class ShardedConfig(JsonDataclass):
                              f"{self.placement_strategy!r}")
         if not self.actor_cpus > 0:
             raise ValueError(f"actor_cpus must be positive, got {self.actor_cpus!r}")
-        if not self.retry_deadline_s > 0 or not self.start_timeout_s > 0:
-            raise ValueError("retry_deadline_s and start_timeout_s must be positive")
+        if not min(self.retry_deadline_s, self.attempt_timeout_s, self.start_timeout_s) > 0:
+            raise ValueError("retry_deadline_s, attempt_timeout_s and start_timeout_s must be positive")
 
 
 def require_ray():
@@ -119,6 +130,21 @@ def require_ray():
     except ImportError as err:
         raise ImportError("tierstore.distributed.ShardedStore needs Ray: pip install 'tierstore[ray]'") from err
     return ray
+
+
+def _placed_group(ray, num_shards: int, config: ShardedConfig):
+    """A ready placement group of one ``actor_cpus`` bundle per shard, or a RuntimeError saying why not."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([{"CPU": config.actor_cpus}] * num_shards, strategy=config.placement_strategy)
+    try:
+        ray.get(group.ready(), timeout=config.start_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(group)
+        raise RuntimeError(f"Ray could not place {num_shards} shard actors of {config.actor_cpus} CPU each "
+                           f"({config.placement_strategy}) within {config.start_timeout_s}s; cluster resources: "
+                           f"{ray.cluster_resources()}") from None
+    return group
 
 
 def shard_budgets(plan: ShardPlan, dram_cache_bytes) -> list:
@@ -174,7 +200,6 @@ class ShardedStore:
             Fields of :class:`ShardedConfig`.
         """
         ray = require_ray()
-        from ray.util.placement_group import placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         plan = ShardPlan.load(plan_path)
@@ -183,23 +208,18 @@ class ShardedStore:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(address=ray_address, include_dashboard=False, logging_level=logging.WARNING)
-        group = placement_group([{"CPU": config.actor_cpus}] * plan.num_shards, strategy=config.placement_strategy)
-        try:
-            ray.get(group.ready(), timeout=config.start_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            remove_placement_group(group)
-            raise RuntimeError(f"Ray could not place {plan.num_shards} shard actors of {config.actor_cpus} CPU each "
-                               f"({config.placement_strategy}) within {config.start_timeout_s}s; cluster resources: "
-                               f"{ray.cluster_resources()}") from None
+        group = None if config.shard_resource else _placed_group(ray, plan.num_shards, config)
         actor_class = ray.remote(ShardServer)
-        actors = [
-            actor_class.options(
-                num_cpus=config.actor_cpus, max_restarts=config.max_restarts, max_task_retries=0,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=s),
-            ).remote(str(plan.shard_path(plan_path, s)), s, [t.to_dict() for t in plan.shard_tables(s)],
-                     budgets[s], config.policy, config.io, config.threads or None)
-            for s in range(plan.num_shards)
-        ]
+        actors = []
+        for s in range(plan.num_shards):
+            if group is None:
+                where = {"resources": {f"{config.shard_resource}{s}": 1}}
+            else:
+                where = {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=s)}
+            actors.append(actor_class.options(num_cpus=config.actor_cpus, max_restarts=config.max_restarts,
+                                              max_task_retries=0, **where).remote(
+                str(plan.shard_path(plan_path, s)), s, [t.to_dict() for t in plan.shard_tables(s)], budgets[s],
+                config.policy, config.io, config.threads or None))
         store = cls(plan, plan_path, actors, group, config)
         try:
             store.where(deadline_s=config.start_timeout_s)
@@ -211,33 +231,42 @@ class ShardedStore:
     # ----------------------------------------------------------------- calls
     def _call_reads(self, method: str, args_by_shard: dict, deadline_s: float | None = None) -> dict:
         """Call ``method`` on the shards in parallel and return ``{shard: result}``, resending to a shard
-        whose actor died or whose reply was lost until the deadline passes."""
+        whose actor died, whose reply was lost or that did not answer in time, until the deadline passes
+        (``deadline_s`` given: one attempt may take all of it)."""
         ray = self._ray
         retryable = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
         refs = {s: getattr(self._actors[s], method).remote(*args) for s, args in args_by_shard.items()}
         deadline = time.monotonic() + (deadline_s or self.config.retry_deadline_s)
+        attempt_s = deadline_s or self.config.attempt_timeout_s
         results = {}
         for shard in refs:
             backoff = 0.02
             while shard not in results:
+                left = deadline - time.monotonic()
                 try:
-                    results[shard] = ray.get(refs[shard], timeout=max(0.0, deadline - time.monotonic()))
+                    results[shard] = ray.get(refs[shard], timeout=max(0.0, min(left, attempt_s)))
+                    continue
                 except retryable as err:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise ShardUnavailableError(self._unavailable(shard, method, err)) from err
-                    with self._lock:
-                        self._counters["retries"] += 1
+                    if getattr(err, "actor_init_failed", False):
+                        raise ShardUnavailableError(f"shard {shard} ({self.plan.shard_dirs[shard]}) could not open "
+                                                    f"its store: {err}") from err
+                    failure = err
+                except ray.exceptions.GetTimeoutError as err:
+                    failure = err
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ShardUnavailableError(self._unavailable(shard, method, failure)) from failure
+                with self._lock:
+                    self._counters["retries"] += 1
+                if not isinstance(failure, ray.exceptions.GetTimeoutError):
                     time.sleep(min(backoff, left))
                     backoff = min(2 * backoff, 1.0)
-                    refs[shard] = getattr(self._actors[shard], method).remote(*args_by_shard[shard])
-                except ray.exceptions.GetTimeoutError as err:
-                    raise ShardUnavailableError(self._unavailable(shard, method, err)) from err
+                refs[shard] = getattr(self._actors[shard], method).remote(*args_by_shard[shard])
         return results
 
     def _unavailable(self, shard: int, method: str, err) -> str:
-        return (f"shard {shard} ({self.plan.shard_dirs[shard]}) did not answer {method} within "
-                f"{self.config.retry_deadline_s}s of retries; last error: {type(err).__name__}: {err}")
+        return (f"shard {shard} ({self.plan.shard_dirs[shard]}) did not answer {method} before the deadline, "
+                f"retries included; last error: {type(err).__name__}: {err}")
 
     # ----------------------------------------------------------------- lookups
     # The single store's: the same table lookup (and KeyError) and the same views of a batch's output.
@@ -371,12 +400,13 @@ class ShardedStore:
             self._counters = dict.fromkeys(ROUTER_COUNTERS, 0)
 
     def close(self) -> None:
-        """Stop the shard actors and free their placement group (Ray itself keeps running)."""
+        """Stop the shard actors and free their placement group, if any (Ray itself keeps running)."""
         from ray.util.placement_group import remove_placement_group
 
         for actor in self._actors:
             self._ray.kill(actor, no_restart=True)
-        remove_placement_group(self._placement_group)
+        if self._placement_group is not None:
+            remove_placement_group(self._placement_group)
         self._actors = []
 
     def __enter__(self):
