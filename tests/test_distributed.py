@@ -81,8 +81,19 @@ def test_plan_covers_every_row_once_fits_and_round_trips(case):
     assert shard_load.sum() == pytest.approx(1.0)
     if config.shard_bytes is not None:
         assert shard_bytes.max() <= config.shard_bytes
+    elif profile is None:  # balanced to within imbalance, plus rounding to whole rows at each cut
+        slack = 2 * config.num_shards * max(t.row_bytes for t in tables)
+        assert shard_bytes.max() <= (1 + config.imbalance) * shard_bytes.mean() + slack
     again = ShardPlan.from_json(plan.to_json())
     assert again == plan and again.to_json() == plan.to_json()
+
+
+def test_tables_that_would_unbalance_a_shard_are_cut():
+    tables = [table("a", 1467, 13), table("b", 855, 23), table("c", 1986, 11)]  # each under half of the bytes
+    plan = make_shard_plan(tables, ShardPlanConfig(num_shards=2, imbalance=0.0))
+    shard_bytes, _ = shard_totals(plan)
+    assert shard_bytes.max() / shard_bytes.mean() < 1.01  # whole tables alone could not do better than 1.28
+    assert len(plan.describe()["split_tables"]) == 1
 
 
 def test_one_big_table_is_cut_to_even_out_bytes():
@@ -231,7 +242,7 @@ class InProcessShards:
                                                  modes[key], True)
             requests.append((key, idx, bounds, weights, modes[key]))
         per_shard, merges = self.router.split(requests)
-        replies = {s: self.servers[s].lookup(reqs)[0] for s, reqs in per_shard.items()}
+        replies = {s: self.servers[s].lookup(request)[0] for s, request in per_shard.items()}
         out = np.empty((batch.batch_size, sum(self.router.plan.table(k).dim for k in batch.keys)), np.float32)
         self.router.merge(merges, replies, views(out))
         return out
@@ -309,3 +320,10 @@ def test_write_error_names_committed_refused_and_unknown_shards():
 def test_shard_piece_round_trips():
     piece = ShardPiece("t", 3, 9, 1, 96, 0.25)
     assert ShardPiece.from_json(piece.to_json()) == piece and piece.num_rows == 6
+
+
+def test_router_takes_weights_for_every_table_or_none():
+    plan = make_shard_plan([table("a", 10), table("b", 10)], ShardPlanConfig(num_shards=2))
+    ids, bounds = np.array([1, 2]), np.array([0, 2])
+    with pytest.raises(ValueError, match="every table of a batch or for none"):
+        BatchRouter(plan).split([("a", ids, bounds, np.ones(2, np.float32), "sum"), ("b", ids, bounds, None, "sum")])

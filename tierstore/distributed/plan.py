@@ -11,14 +11,16 @@ How it balances:
 - *Load* is the bytes a batch pools from the rows: an access count per row
   (from a placement profile of a trace, or the same for every row without one)
   times the row's float32 width.
-- A table is cut into ``k`` pieces when its bytes or its load exceed
-  ``(1 + imbalance) / N`` of the total, or its bytes exceed ``shard_bytes``
-  (``k <= N``).  With a profile the cuts give each piece the same load, so a
-  range of hot rows is narrow and the hot rows of one table land on ``k``
-  different shards; without one each piece gets the same rows.
-- Pieces go, heaviest first, to the shard whose larger normalized share (of
-  load or bytes) stays smallest, never past ``shard_bytes`` and never two pieces
-  of one table on one shard, so hot tables spread over shards.
+- A table is cut into row ranges when its bytes or its load exceed
+  ``(1 + imbalance) / N`` of the total, when its bytes exceed ``shard_bytes``, or
+  when no shard could take it whole without passing ``(1 + imbalance)`` times the
+  mean.  Whole tables are placed first, heaviest first, each on the shard whose
+  larger normalized share (of load or bytes) stays smallest.
+- A cut table is cut along what it weighs most in (load or bytes) over the least
+  used shards, filling them to one level, at most one piece per shard.  Cut by
+  load, a range of hot rows is narrow, so a table's hot rows land on several
+  shards.  Without ``shard_bytes`` and a profile, every shard ends within
+  ``1 + imbalance`` of the mean, give or take a row per cut.
 
 Saved as JSON (``plan.json``, beside the shard stores it names).
 """
@@ -286,25 +288,24 @@ class _Shards:
         self.load[shard] += load
         self.holds[shard].add(table)
 
-    def best_for(self, table: str, size: float, load: float) -> int:
-        """The shard whose larger normalized share (bytes or load) stays smallest with this piece."""
+    def best_for(self, table: str, size: float, load: float) -> tuple[int, float]:
+        """The shard whose larger normalized share (bytes or load) stays smallest with this piece, and that
+        share (inf: no shard has room)."""
         score = np.maximum((self.bytes + size) / self.mean_bytes, (self.load + load) / self.mean_load)
         score[[s for s in range(score.size) if table in self.holds[s] or self.bytes[s] + size > self.cap]] = np.inf
         best = int(np.argmin(score))
-        if score[best] == np.inf:
-            raise ValueError(f"no shard has room for table {table!r} ({int(size):,} bytes); raise shard_bytes "
-                             "or num_shards")
-        return best
+        return best, float(score[best])
 
 
 def make_shard_plan(tables, config: ShardPlanConfig, profile=None) -> ShardPlan:
     """Cut ``tables`` into pieces and assign them to ``config.num_shards`` shards.
 
-    Tables light enough to stay whole go first, heaviest first, each to the shard
-    whose larger normalized share (of bytes or load) stays smallest.  Then each
-    table to cut, heaviest first, is cut along what it weighs most in (load or
-    bytes) into ``k`` pieces for the ``k`` shards furthest below their mean, each
-    piece sized to that shard's shortfall (and its room under ``shard_bytes``).
+    Tables that may stay whole go first, heaviest first, each to the shard whose
+    larger normalized share (of bytes or load) stays smallest, unless that share
+    would pass ``1 + imbalance``: such a table is cut after all.  Then each table
+    to cut, heaviest first, is cut along what it weighs most in (load or bytes)
+    over the least used shards, filling them to one level (and within their room
+    under ``shard_bytes``).
 
     Parameters
     ----------
@@ -336,15 +337,21 @@ def make_shard_plan(tables, config: ShardPlanConfig, profile=None) -> ShardPlan:
     pieces_wanted = {t.name: min(n, t.num_rows, max(1, math.ceil(max(share[t.name]) / (1 + config.imbalance)),
                                                     math.ceil(table_bytes[t.name] / cap)))
                      for t in tables}
-    placed = {}
-    whole = [t for t in tables if pieces_wanted[t.name] == 1]
-    for table in sorted(whole, key=lambda t: -max(share[t.name])):
-        shard = shards.best_for(table.name, table_bytes[table.name], table_load[table.name])
-        shards.add(shard, table.name, table_bytes[table.name], table_load[table.name])
-        placed[table.name] = [(0, table.num_rows, shard)]
-    for table in sorted((t for t in tables if pieces_wanted[t.name] > 1), key=lambda t: -max(share[t.name])):
-        placed[table.name] = _place_cut_table(table, pieces_wanted[table.name], loads[table.name], share[table.name],
-                                              shards)
+    placed, to_cut = {}, []
+    for table in sorted(tables, key=lambda t: -max(share[t.name])):
+        shard, score = shards.best_for(table.name, table_bytes[table.name], table_load[table.name])
+        if pieces_wanted[table.name] > 1 or (score > 1 + config.imbalance and table.num_rows > 1 and n > 1):
+            to_cut.append(table)
+        else:
+            placed[table.name] = _place_whole(table, shards, table_bytes[table.name], table_load[table.name])
+    for table in to_cut:
+        try:
+            placed[table.name] = _place_cut_table(table, max(2, pieces_wanted[table.name]), loads[table.name],
+                                                  share[table.name], shards)
+        except ValueError:
+            if pieces_wanted[table.name] > 1:
+                raise
+            placed[table.name] = _place_whole(table, shards, table_bytes[table.name], table_load[table.name])
     pieces = []
     for table in tables:
         row_load = loads[table.name]
@@ -355,6 +362,16 @@ def make_shard_plan(tables, config: ShardPlanConfig, profile=None) -> ShardPlan:
                                      float(load) / total_load))
     return ShardPlan(config=config, tables=tables, pieces=tuple(pieces),
                      load_source="uniform" if profile is None else "profile")
+
+
+def _place_whole(table: TableConfig, shards: _Shards, size: float, load: float) -> list:
+    """Put all of ``table`` on the shard it unbalances least; record and return ``[(0, num_rows, shard)]``."""
+    shard, score = shards.best_for(table.name, size, load)
+    if score == math.inf:
+        raise ValueError(f"no shard has room for table {table.name!r} ({int(size):,} bytes); raise shard_bytes "
+                         "or num_shards")
+    shards.add(shard, table.name, size, load)
+    return [(0, table.num_rows, shard)]
 
 
 def _place_cut_table(table: TableConfig, k: int, row_load, share, shards: _Shards):
@@ -371,11 +388,11 @@ def _place_cut_table(table: TableConfig, k: int, row_load, share, shards: _Shard
     candidates = [int(s) for s in np.argsort(used, kind="stable") if room[s] >= 1]
     levels = [(weight + used[candidates[:m]].sum()) / m for m in range(1, len(candidates) + 1)]
     filled = max((m for m in range(1, len(candidates) + 1) if levels[m - 1] > used[candidates[m - 1]]), default=1)
-    k = max(k, filled)
+    k = max(k, min(filled, table.num_rows))
     while k <= min(len(candidates), table.num_rows):
         chosen = candidates[:k]
-        fill = (weight + used[chosen].sum()) / k - used[chosen]
-        fractions = fill / fill.sum() if np.all(fill > 0) else np.full(k, 1.0 / k)
+        fill = np.maximum((weight + used[chosen].sum()) / k - used[chosen], 1e-9)
+        fractions = fill / fill.sum()
         bounds = _cut(table.num_rows, fractions, cumulative, np.minimum(room[chosen], table.num_rows).astype(np.int64))
         if bounds is not None:
             pieces = []

@@ -27,8 +27,6 @@ import numpy as np
 from tierstore.batch import SparseBatch
 from tierstore.distributed.plan import ShardPlan
 
-WEIGHTED, PLAIN = 0, 1
-
 
 @numba.njit(nogil=True, cache=True)
 def split_by_piece(ids, bounds, starts, local):
@@ -87,8 +85,7 @@ def id_dtype(num_rows: int):
 class ShardRequest:
     """One shard's share of a batch: bags of several of its tables, KeyedJaggedTensor-style.
 
-    ``values`` are ids local to the shard's tables; ``weights`` are given for every
-    key or for none (a shard gets at most one weighted and one plain request per batch).
+    ``values`` are ids local to the shard's tables; ``weights`` are given for every key or for none.
     """
 
     keys: tuple[str, ...]
@@ -108,11 +105,10 @@ class ShardRequest:
 
 @dataclass(frozen=True)
 class Part:
-    """Where one table's partial sits in a shard's reply: request ``kind`` (WEIGHTED or PLAIN), columns
-    ``[col, col + dim)``; ``counts``: the bag lengths it covers (None when the shard holds the whole table)."""
+    """Where one table's partial sits in a shard's reply: columns ``[col, col + dim)``; ``counts``: the bag
+    lengths it covers (None when the shard holds the whole table)."""
 
     shard: int
-    kind: int
     col: int
     counts: np.ndarray | None
 
@@ -143,19 +139,21 @@ class BatchRouter:
     def split(self, requests) -> tuple[dict[int, list], list[TableMerge]]:
         """Split checked lookups ``(table, ids int64, bounds int64[B+1], weights or None, mode)``.
 
+        Weights come with every request or with none, as in a ``SparseBatch``.
+
         Returns
         -------
-        per_shard : dict of int to [ShardRequest or None, ShardRequest or None]
-            Each shard's weighted and plain requests.
+        per_shard : dict of int to ShardRequest
         merges : list of TableMerge
             In request order.
         """
-        parts_of: dict[int, list[list]] = {}
+        if len({weights is None for *_, weights, _ in requests}) > 1:
+            raise ValueError("per_sample_weights must be given for every table of a batch or for none")
+        parts_of: dict[int, list] = {}
         merges = []
         for table, ids, bounds, weights, mode in requests:
             lengths = np.diff(bounds)
             starts, shards = self._starts[table], self._shards[table]
-            kind = PLAIN if weights is None else WEIGHTED
             wire = self._wire[table]
             if len(shards) == 1:
                 shard_parts = [(shards[0], mode, ids.astype(wire, copy=False), lengths, weights, None)]
@@ -174,20 +172,19 @@ class BatchRouter:
                                         None if local_weights is None else local_weights[span], counts[p]))
             parts = []
             for shard, shard_mode, values, bag_lengths, part_weights, counts in shard_parts:
-                pending = parts_of.setdefault(shard, [[], []])[kind]
+                pending = parts_of.setdefault(shard, [])
                 col = sum(self._dims[t] for t, *_ in pending)
                 pending.append((table, shard_mode, values, bag_lengths, part_weights))
-                parts.append(Part(shard, kind, col, counts))
+                parts.append(Part(shard, col, counts))
             merges.append(TableMerge(table, mode, lengths, tuple(parts)))
-        per_shard = {shard: [_request(kinds[WEIGHTED]), _request(kinds[PLAIN])] for shard, kinds in parts_of.items()}
-        return per_shard, merges
+        return {shard: _request(parts) for shard, parts in parts_of.items()}, merges
 
-    def merge(self, merges: list[TableMerge], replies: dict[int, list], views: dict[str, np.ndarray]) -> None:
-        """Write each table's merged result into ``views[table]`` from ``replies[shard][kind]`` ([B, dims])."""
+    def merge(self, merges: list[TableMerge], replies: dict[int, np.ndarray], views: dict[str, np.ndarray]) -> None:
+        """Write each table's merged result into ``views[table]`` from ``replies[shard]`` ([B, dims])."""
         for m in merges:
             out = views[m.table]
             dim = out.shape[1]
-            partials = [replies[p.shard][p.kind][:, p.col : p.col + dim] for p in m.parts]
+            partials = [replies[p.shard][:, p.col : p.col + dim] for p in m.parts]
             if not partials:
                 out[:] = 0.0
             elif len(partials) == 1 and m.parts[0].counts is None:
@@ -221,9 +218,7 @@ class BatchRouter:
         return out
 
 
-def _request(parts: list) -> ShardRequest | None:
-    if not parts:
-        return None
+def _request(parts: list) -> ShardRequest:
     weights = None if parts[0][4] is None else np.concatenate([p[4] for p in parts])
     return ShardRequest(
         keys=tuple(p[0] for p in parts),

@@ -47,14 +47,13 @@ class ShardServer:
                                     tables=[TableConfig.from_dict(t) for t in tables], io=io)
         self.stale_readers_cleared = self.store.env.reader_check()
 
-    def lookup(self, requests) -> tuple[list, float]:
-        """Pool each :class:`~tierstore.distributed.route.ShardRequest` (None stays None).
+    def lookup(self, request) -> tuple[np.ndarray, float]:
+        """Pool a :class:`~tierstore.distributed.route.ShardRequest`.
 
-        Returns the pooled arrays ``[B, sum(dims)]`` and the seconds the store took.
+        Returns the pooled ``[B, sum(dims)]`` and the seconds the store took.
         """
         started = time.perf_counter()
-        pooled = [None if r is None else self.store.lookup_batch(r.batch(), mode=dict(zip(r.keys, r.modes)))
-                  for r in requests]
+        pooled = self.store.lookup_batch(request.batch(), mode=dict(zip(request.keys, request.modes)))
         return pooled, time.perf_counter() - started
 
     def get_rows(self, table: str, ids: np.ndarray) -> np.ndarray:

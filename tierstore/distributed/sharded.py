@@ -305,7 +305,7 @@ class ShardedStore:
         split_at = time.perf_counter()
         per_shard, merges = self._router.split(requests)
         called_at = time.perf_counter()
-        replies = self._call_reads("lookup", {s: (reqs,) for s, reqs in per_shard.items()})
+        replies = self._call_reads("lookup", {s: (request,) for s, request in per_shard.items()})
         merged_at = time.perf_counter()
         self._router.merge(merges, {s: pooled for s, (pooled, _) in replies.items()}, views)
         done = time.perf_counter()
@@ -315,8 +315,8 @@ class ShardedStore:
             c["call_s"] += merged_at - called_at
             c["merge_s"] += done - merged_at
             c["shard_s"] += max((seconds for _, seconds in replies.values()), default=0.0)
-            c["bytes_to_shards"] += sum(r.nbytes for reqs in per_shard.values() for r in reqs if r is not None)
-            c["bytes_from_shards"] += sum(p.nbytes for pooled, _ in replies.values() for p in pooled if p is not None)
+            c["bytes_to_shards"] += sum(request.nbytes for request in per_shard.values())
+            c["bytes_from_shards"] += sum(pooled.nbytes for pooled, _ in replies.values())
             for _, idx, bounds, *_ in requests:
                 self._stats.lookups += idx.size
                 self._stats.bags += bounds.size - 1
