@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("bench.demo", "bench.cli", "bench.place_cli", "bench.model_cli")
+COMMAND_MODULES = ("bench.demo", "bench.cli", "bench.place_cli", "bench.model_cli", "bench.shard_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ from tierstore.lmdb_direct import open_direct
 from tierstore.model_info import ModelInfo
 from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
-from tierstore.validate import as_ids, check_bags, raise_out_of_range
+from tierstore.validate import as_ids, check_bags, check_update, raise_out_of_range
 
 FORMAT_VERSION = 1
 META_DB = b"__meta__"
@@ -620,13 +620,7 @@ class Store:
         self._writable()
         config = self._table(table)
         ssd = self._ssd_of(table)
-        idx = as_ids("ids", ids, config.num_rows, table)
-        values = np.asarray(values)
-        if values.shape != (idx.size, config.dim) or values.dtype.kind != "f":
-            raise ValueError(f"table {table!r}: values must be float [{idx.size}, {config.dim}], "
-                             f"got {values.dtype} {values.shape}")
-        if np.unique(idx).size != idx.size:
-            raise ValueError(f"table {table!r}: update ids must be distinct")
+        idx, values = check_update(table, config.num_rows, config.dim, ids, values)
         values = values.astype(np.float32)
         rpp = config.rows_per_page
         position = idx if ssd.positions is None else ssd.positions[idx].astype(np.int64)

@@ -80,6 +80,17 @@ def raise_out_of_range(name: str, ids: np.ndarray, num_rows: int, table: str):
     raise ValueError(f"table {table!r}: {name} {hi} out of range; ids must be in [0, {num_rows})")
 
 
+def check_update(table: str, num_rows: int, dim: int, ids, values) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct int64 row ids in ``[0, num_rows)`` and their float ``[n, dim]`` values, as given."""
+    idx = as_ids("ids", ids, num_rows, table)
+    values = np.asarray(values)
+    if values.shape != (idx.size, dim) or values.dtype.kind != "f":
+        raise ValueError(f"table {table!r}: values must be float [{idx.size}, {dim}], got {values.dtype} {values.shape}")
+    if np.unique(idx).size != idx.size:
+        raise ValueError(f"table {table!r}: update ids must be distinct")
+    return idx, values
+
+
 def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, mode: str,
                include_last_offset: bool, check_range: bool = True):
     """Validate one table's bags with ``torch.nn.functional.embedding_bag`` conventions.
