@@ -2,7 +2,7 @@
 
 ``tierstore/cli.py`` calls :func:`add_subcommands` on its subparsers; every
 subcommand stores its handler as ``func`` (``args.func(args)`` returns the exit
-code).  ``python -m bench.cli ...`` runs the same commands standalone.
+code).  ``python -m bench.cli ...`` runs the ``tierstore`` command.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bench.traces.formats import FORMATS
 from bench.traces.generate import TraceSpec, generate
 from bench.traces.presets import PRESETS
 from bench.traces.stats import DEFAULT_DENSE_LIMIT, TraceStats
+from tierstore.cli import add_output_options, emit
 
 
 def add_reader_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -41,15 +42,6 @@ def reader_from_args(args, path=None):
         batch_requests=args.batch_requests,
         table_shift=args.table_shift,
     )
-
-
-def emit(args, result: dict, human: str) -> None:
-    """Print ``result`` as JSON with ``--json``, else the human-readable text."""
-    if args.json:
-        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(human.rstrip("\n") + "\n")
 
 
 def _spec_from_args(args) -> TraceSpec:
@@ -164,15 +156,10 @@ def cmd_trace_stats(args) -> int:
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def add_trace_commands(subparsers) -> None:
     """``trace gen|convert|stats``."""
     trace = subparsers.add_parser("trace", help="generate, convert and describe access traces")
-    sub = trace.add_subparsers(dest="trace_command", required=True)
+    sub = trace.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
     gen = sub.add_parser("gen", help="write a seeded synthetic trace")
     gen.add_argument("out", help="output file (format from --to or the suffix; .tstrace recommended)")
@@ -190,7 +177,7 @@ def add_trace_commands(subparsers) -> None:
     gen.add_argument("--drift", type=float, default=0.0, help="ranking slide per batch, fraction of table rows")
     gen.add_argument("--shift-every", type=int, default=0, help="batches between working-set shifts (0: never)")
     gen.add_argument("--print-spec", action="store_true", help="print the TraceSpec JSON and exit")
-    _add_common(gen)
+    add_output_options(gen)
     gen.set_defaults(func=cmd_trace_gen)
 
     convert = sub.add_parser("convert", help="convert a trace between formats, streaming")
@@ -199,7 +186,7 @@ def add_trace_commands(subparsers) -> None:
     add_reader_options(convert, prefix="from-")
     convert.add_argument("--to", dest="out_format", choices=sorted(FORMATS))
     convert.add_argument("--row-bytes", type=int, default=1, help="oracle output: obj_size of every request")
-    _add_common(convert)
+    add_output_options(convert)
     convert.set_defaults(func=cmd_trace_convert)
 
     stats = sub.add_parser("stats", help="requests, distinct rows, skew, pooling and reuse of a trace")
@@ -208,7 +195,7 @@ def add_trace_commands(subparsers) -> None:
     stats.add_argument("--dense-limit", type=int, default=DEFAULT_DENSE_LIMIT,
                        help="largest row-id range per table counted in dense arrays (16 B per row)")
     stats.add_argument("--no-in-batch", action="store_true", help="skip the in-batch reuse histogram")
-    _add_common(stats)
+    add_output_options(stats)
     stats.set_defaults(func=cmd_trace_stats)
 
 
@@ -270,7 +257,7 @@ def add_compare_command(subparsers) -> None:
     p.add_argument("--windows", type=int, default=100, help="time windows for hit ratio over time")
     p.add_argument("--out", help="report directory (default compare-<trace name>)")
     p.add_argument("--tmpdir", help="where the temporary key stream goes (24 bytes per request)")
-    _add_common(p)
+    add_output_options(p)
     p.set_defaults(func=cmd_compare)
 
 
@@ -313,7 +300,7 @@ def add_replay_command(subparsers) -> None:
     p.add_argument("--fold", action="store_true",
                    help="map trace tables round-robin onto the store's tables and rows modulo their size")
     p.add_argument("--max-batches", type=int, help="stop after this many batches (warm-up included)")
-    _add_common(p)
+    add_output_options(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -325,14 +312,10 @@ def add_subcommands(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point with the same subcommands (``python -m bench.cli``)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.cli")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    """``python -m bench.cli ...``: the ``tierstore`` command (same subcommands, errors and exit codes)."""
+    from tierstore.cli import main as tierstore_main
+
+    return tierstore_main(argv)
 
 
 if __name__ == "__main__":
