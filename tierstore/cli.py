@@ -35,6 +35,31 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _number(kind, low: float, inclusive: bool, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+    if value < low or (value == low and not inclusive):
+        raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (underscores allowed: 10_000)."""
+    return _number(int, 1, True, text)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(int, 0, True, text)
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number >= 0."""
+    return _number(float, 0.0, True, text)
+
+
 def add_output_options(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
     """``--json`` (and ``--quiet``, no progress bars) as every command spells them."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -55,6 +80,15 @@ def note(args, text: str) -> None:
     """A line on stderr for the person watching (silenced by ``--quiet``)."""
     if not getattr(args, "quiet", False):
         print(text, file=sys.stderr, flush=True)
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in B, KiB, MiB, GiB or TiB, three significant digits."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TiB"
 
 
 def build_parser() -> argparse.ArgumentParser:
