@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from collections import namedtuple
 
 import numpy as np
 import pytest
+from processes import cli_peak_rss
 
 from bench.traces import open_trace, write_trace
 from bench.traces.batching import BatchPart, join_parts
@@ -17,15 +15,6 @@ from bench.traces.generate import generate, generate_parts
 from bench.traces.presets import meta2022, uniform_zipf
 from bench.traces.sizing import estimate_size
 from tierstore.cli import main
-
-RUN_AND_REPORT_RSS = (
-    "import json, resource, sys\n"
-    "from tierstore.cli import main\n"
-    "code = main(sys.argv[2:])\n"
-    "json.dump({'code': code, 'maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},"
-    " open(sys.argv[1], 'w'))\n"
-)
-
 
 def assert_same_batches(got, expected):
     assert len(got) == len(expected)
@@ -92,20 +81,11 @@ def test_gen_prints_the_expected_size_first(tmp_path, capsys):
     assert "expected" in captured.out and out.exists()
 
 
-def peak_rss(tmp_path, *argv) -> int:
-    report = tmp_path / "rss.json"
-    subprocess.run([sys.executable, "-c", RUN_AND_REPORT_RSS, str(report), *argv, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
-    result = json.loads(report.read_text())
-    assert result["code"] == 0
-    return result["maxrss"]
-
-
 def test_peak_memory_does_not_grow_with_batches_or_batch_size(tmp_path):
     gen = ["trace", "gen", str(tmp_path / "t.tstrace"), "--tables", "16", "--batch-size", "8192"]
-    few, many = peak_rss(tmp_path, *gen, "--batches", "2"), peak_rss(tmp_path, *gen, "--batches", "20")
+    few, many = cli_peak_rss(tmp_path, *gen, "--batches", "2"), cli_peak_rss(tmp_path, *gen, "--batches", "20")
     batch_bytes = 8 * 16 * 8192 * 13.6
     assert many < few + batch_bytes, (few, many)
     big = ["trace", "gen", str(tmp_path / "b.tstrace"), "--tables", "32", "--batch-size", "65536", "--batches", "1"]
     batch_bytes = 8 * 32 * 65536 * 13.6
-    assert peak_rss(tmp_path, *big) < few + batch_bytes / 2
+    assert cli_peak_rss(tmp_path, *big) < few + batch_bytes / 2
