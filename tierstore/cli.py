@@ -18,7 +18,7 @@ import sys
 
 import lmdb
 
-COMMAND_MODULES = ("bench.demo", "bench.cli", "bench.place_cli")
+COMMAND_MODULES = ("tierstore.store_cli", "bench.demo", "bench.cli", "bench.place_cli")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -147,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(importlib.import_module("tierstore.cli").main())  # the imported module, whose classes commands raise
