@@ -21,7 +21,7 @@ from bench.traces.presets import PRESETS
 from bench.traces.sizing import check_room, estimate_size
 from bench.traces.stats import DEFAULT_DENSE_LIMIT, TraceStats
 from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int,
-                           note, positive_int)
+                           note, policy_name, positive_int)
 
 
 def format_arg(text: str) -> str:
@@ -341,7 +341,7 @@ def add_replay_command(subparsers) -> None:
     add_reader_options(p)
     p.add_argument("--dram-cache", default="10%",
                    help="DRAM budget: bytes (256MiB) or a share of the tables' float32 size (default 10%%)")
-    p.add_argument("--policy", default="lru", help="DRAM cache policy (default lru)")
+    p.add_argument("--policy", type=policy_name, default="lru", help="DRAM cache policy (default lru)")
     p.add_argument("--warmup", type=non_negative_int, default=10,
                    help="warm-up batches, excluded from the figures (default 10)")
     p.add_argument("--interval", type=positive_int, default=10,

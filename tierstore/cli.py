@@ -60,6 +60,15 @@ def non_negative_float(text: str) -> float:
     return _number(float, 0.0, True, text)
 
 
+def policy_name(text: str) -> str:
+    """argparse type: the name of a registered cache policy."""
+    from cache_policies import available_policies
+
+    if text not in available_policies():
+        raise argparse.ArgumentTypeError(f"unknown policy {text!r}; policies: {', '.join(available_policies())}")
+    return text
+
+
 def add_output_options(parser: argparse.ArgumentParser, quiet: bool = True) -> None:
     """``--json`` (and ``--quiet``, no progress bars) as every command spells them."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
