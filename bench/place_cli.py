@@ -99,7 +99,8 @@ def _human(result: dict) -> str:
 def add_subcommands(subparsers) -> None:
     """Register ``place`` on the ``tierstore`` subparsers."""
     place = subparsers.add_parser("place", help="plan tiers and SSD layout from a trace and apply the layout",
-                                  description=__doc__.split("\n\n")[0])
+                                  description="Profile a trace, plan tiers and SSD layout, save the plan in "
+                                  "STORE/placement/ and rewrite the store's SSD layout in one transaction.")
     place.add_argument("store", help="store directory (opened writable)")
     place.add_argument("trace", help="access trace to profile")
     add_reader_options(place)
@@ -114,7 +115,7 @@ def add_subcommands(subparsers) -> None:
     place.add_argument("--cost-model", help="CostModel JSON file (default: built-in figures)")
     place.add_argument("--granularity", choices=["bag", "batch"], default="bag", help="co-access unit (default bag)")
     place.add_argument("--max-pins", type=int, default=8_000_000, help="co-access sample bound, row entries")
-    place.add_argument("--seed", type=int, default=0)
+    place.add_argument("--seed", type=int, default=0, help="random seed of the co-access sample (default 0)")
     place.add_argument("--evaluate", action="store_true", help="replay the trace again and print predicted figures")
     place.add_argument("--policy", default="lru", help="DRAM cache policy for --evaluate (default lru)")
     place.add_argument("--dry-run", action="store_true", help="plan only: save and apply nothing")
