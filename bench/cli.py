@@ -258,16 +258,19 @@ def cmd_compare(args) -> int:
     from bench.compare import CompareConfig, compare
     from bench.report import markdown_summary, write_report
 
-    config = CompareConfig(
-        trace=args.trace,
-        policies=tuple(p for p in args.policies.split(",") if p),
-        sizes=tuple(s for s in args.sizes.split(",") if s),
-        row_bytes=args.row_bytes,
-        table_row_bytes=_table_row_bytes(args.table_row_bytes),
-        windows=args.windows,
-        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
-                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
-    )
+    try:
+        config = CompareConfig(
+            trace=args.trace,
+            policies=tuple(p for p in args.policies.split(",") if p),
+            sizes=tuple(s for s in args.sizes.split(",") if s),
+            row_bytes=args.row_bytes,
+            table_row_bytes=_table_row_bytes(args.table_row_bytes),
+            windows=args.windows,
+            reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                      ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+        )
+    except ValueError as err:
+        raise UsageError(err) from None
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -309,19 +312,22 @@ def add_compare_command(subparsers) -> None:
 def cmd_replay(args) -> int:
     from bench.replay import ReplayConfig, UnknownTablesError, format_replay, replay
 
-    config = ReplayConfig(
-        store=args.store,
-        trace=args.trace,
-        dram_cache=args.dram_cache,
-        policy=args.policy,
-        warmup_batches=args.warmup,
-        interval=args.interval,
-        mode=args.mode,
-        fold=args.fold,
-        max_batches=args.max_batches,
-        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
-                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
-    )
+    try:
+        config = ReplayConfig(
+            store=args.store,
+            trace=args.trace,
+            dram_cache=args.dram_cache,
+            policy=args.policy,
+            warmup_batches=args.warmup,
+            interval=args.interval,
+            mode=args.mode,
+            fold=args.fold,
+            max_batches=args.max_batches,
+            reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                      ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+        )
+    except ValueError as err:
+        raise UsageError(err) from None
     total = args.max_batches
     try:
         result = replay(reader_from_args(args), config,

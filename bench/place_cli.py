@@ -15,6 +15,7 @@ import placement as pl
 from bench.cli import add_reader_options, emit, reader_from_args
 from bench.compare import parse_size
 from bench.progress import batch_progress
+from tierstore.cli import UsageError
 
 PLAN_DIR = "placement"
 BUDGET_TIERS = ("gpu", "dram", "ssd")
@@ -48,7 +49,10 @@ def cmd_place(args) -> int:
                            min_cache_count=args.min_cache_count, seed=args.seed)
     with tierstore.open(args.store, readonly=args.dry_run) as store:
         tables = store_tables(store)
-        budgets = parse_budgets(args.budgets, sum(t.total_bytes for t in tables.values()))
+        try:
+            budgets = parse_budgets(args.budgets, sum(t.total_bytes for t in tables.values()))
+        except ValueError as err:
+            raise UsageError(err) from None
         trace = batch_progress(reader_from_args(args), "profile", enabled=not args.quiet)
         profile = pl.profile(trace, tables, granularity=args.granularity, max_pins=args.max_pins, seed=args.seed)
         profiled = time.perf_counter()
