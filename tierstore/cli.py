@@ -35,29 +35,29 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind, low: float, inclusive: bool, text: str):
+def _at_least(kind, low, text: str):
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
-    if value < low or (value == low and not inclusive):
-        raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, got {text}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
     return value
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (underscores allowed: 10_000)."""
-    return _number(int, 1, True, text)
+    return _at_least(int, 1, text)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    return _number(int, 0, True, text)
+    return _at_least(int, 0, text)
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a number >= 0."""
-    return _number(float, 0.0, True, text)
+    return _at_least(float, 0.0, text)
 
 
 def policy_name(text: str) -> str:

@@ -14,7 +14,7 @@ batch, or a part of one (some of its tables, in key order; version 2): writers o
 batches too large for memory write them a part at a time, and readers join the
 parts, so they hold one whole batch.
 Values are stored as ``uint32`` when they fit, else ``int64``.  Readers hold one chunk
-at a time; writers buffer about ``chunk_values`` values and lengths before compressing, so memory
+at a time (and the parts of the batch they are joining); writers buffer about ``chunk_values`` values and lengths before compressing, so memory
 stays bounded whatever the trace length.  Truncation and corruption raise
 :class:`~bench.traces.errors.TraceFormatError` naming the file and the byte offset.
 """
@@ -217,12 +217,12 @@ class NativeTraceReader:
                     self._fail(offset, "file ends without the end-of-trace marker (truncated)")
                 if len(head) != CHUNK.size:
                     self._fail(offset, f"truncated: chunk header needs {CHUNK.size} bytes, only {len(head)} remain")
-                magic, n_batches, payload_len, raw_len, crc = CHUNK.unpack(head)
+                magic, count, payload_len, raw_len, crc = CHUNK.unpack(head)
                 if magic == END_MAGIC:
                     if parts:
                         self._fail(offset, "the trace ends inside a batch (its last part is missing)")
-                    if n_batches != batches_seen:
-                        self._fail(offset, f"end marker counts {n_batches} batches but {batches_seen} were read")
+                    if count != batches_seen:
+                        self._fail(offset, f"end marker counts {count} batches but {batches_seen} were read")
                     if f.read(1):
                         self._fail(offset + CHUNK.size, "unexpected data after the end-of-trace marker")
                     return
@@ -237,7 +237,7 @@ class NativeTraceReader:
                     self._fail(offset, f"chunk does not decompress: {err}")
                 if len(raw) != raw_len:
                     self._fail(offset, f"chunk decompressed to {len(raw)} bytes, header says {raw_len}")
-                for part, more in self._decode_chunk(raw, offset, n_batches):
+                for part, more in self._decode_chunk(raw, offset, count):
                     parts.append(part)
                     if not more:
                         yield parts[0] if len(parts) == 1 else concat_tables(parts)
