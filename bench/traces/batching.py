@@ -40,7 +40,7 @@ def join_parts(items: Iterable) -> Iterator[SparseBatch]:
 
 
 def concat_tables(parts: list[SparseBatch]) -> SparseBatch:
-    """One batch holding the tables of ``parts`` (same bags per table) in order."""
+    """One batch holding the tables of ``parts`` (same bags per table) in order, ids and lengths as int64."""
     sizes = {p.batch_size for p in parts}
     if len(sizes) != 1:
         raise ValueError(f"parts of one batch must have the same bags per table, got {sorted(sizes)}")
@@ -49,8 +49,8 @@ def concat_tables(parts: list[SparseBatch]) -> SparseBatch:
         raise ValueError("parts of one batch must all have weights or none")
     return SparseBatch(
         keys=tuple(k for p in parts for k in p.keys),
-        values=np.concatenate([p.values for p in parts]),
-        lengths=np.concatenate([p.lengths for p in parts]),
+        values=np.concatenate([p.values for p in parts], dtype=np.int64),
+        lengths=np.concatenate([p.lengths for p in parts], dtype=np.int64),
         weights=np.concatenate([p.weights for p in parts]) if all(weighted) else None,
     )
 

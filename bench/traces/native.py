@@ -14,7 +14,8 @@ batch, or a part of one (some of its tables, in key order; version 2): writers o
 batches too large for memory write them a part at a time, and readers join the
 parts, so they hold one whole batch.
 Values are stored as ``uint32`` when they fit, else ``int64``.  Readers hold one chunk
-at a time (and the parts of the batch they are joining); writers buffer about ``chunk_values`` values and lengths before compressing, so memory
+at a time (and the stored parts of the batch they are joining, which they copy into
+the batch's int64 arrays once: 12 bytes per request at the peak); writers buffer about ``chunk_values`` values and lengths before compressing, so memory
 stays bounded whatever the trace length.  Truncation and corruption raise
 :class:`~bench.traces.errors.TraceFormatError` naming the file and the byte offset.
 """
@@ -240,11 +241,12 @@ class NativeTraceReader:
                 for part, more in self._decode_chunk(raw, offset, count):
                     parts.append(part)
                     if not more:
-                        yield parts[0] if len(parts) == 1 else concat_tables(parts)
+                        yield concat_tables(parts)
                         parts = []
                         batches_seen += 1
 
     def _decode_chunk(self, raw: bytes, offset: int, n_entries: int) -> Iterator[tuple[SparseBatch, bool]]:
+        """Entries as (part, batch goes on) with values and lengths in their stored dtypes, viewing ``raw``."""
         (head_len,) = struct.unpack_from("<I", raw)
         index = json.loads(raw[4 : 4 + head_len])
         specs = index["batches"]
@@ -271,8 +273,8 @@ class NativeTraceReader:
                 w0 += size
             part = SparseBatch(
                 keys=tuple(spec["keys"]),
-                values=values[v0 : v0 + size].astype(np.int64),
-                lengths=lengths[l0 : l0 + count].astype(np.int64),
+                values=values[v0 : v0 + size],
+                lengths=lengths[l0 : l0 + count],
                 weights=batch_weights,
             )
             yield part, bool(spec.get("more"))

@@ -30,8 +30,8 @@ SAMPLE_REQUESTS = 1 << 21
 SAMPLE_TABLES = 64
 #: Room kept free on the disk beyond the estimate.
 DISK_MARGIN = 1.1
-#: Bytes per request in memory when a batch is read back (int64 values).
-READ_BACK_BYTES = 8
+#: Bytes per request in memory when a batch is read back: int64 ids, plus their stored form while parts are joined.
+READ_BACK_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class TraceSize:
 
     @property
     def read_back_bytes(self) -> float:
-        """Memory one batch takes when a reader yields it (int64 values)."""
+        """Memory a reader needs to yield one batch."""
         return self.batch_requests * READ_BACK_BYTES
 
 
@@ -86,7 +86,7 @@ def estimate_size(spec: TraceSpec, fmt: str, metadata: dict | None = None, row_b
     batch_requests = spec.batch_size * sum(t.pooling for t in spec.tables)
     bags = spec.num_batches * spec.batch_size * len(spec.tables)
     if fmt == "dlrm_datasets":
-        writer_memory = int(2 * READ_BACK_BYTES * (spec.expected_requests + 2 * bags))
+        writer_memory = int(24 * (spec.expected_requests + 2 * bags))  # the batches, per-table pieces, the whole
     else:
         writer_memory = 0
     return TraceSize(spec.expected_requests, batch_requests, file_bytes, writer_memory)
