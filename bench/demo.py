@@ -23,9 +23,10 @@ import tierstore
 from bench.progress import batch_progress
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from bench.traces.native import NativeTraceWriter
+from cache_policies import available_policies
 from tierstore import TableConfig
-from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int, policy_name,
-                           positive_int)
+from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int,
+                           policy_name, positive_int)
 
 DEMO_TABLES = (
     TableConfig("user", 2_000_000, 32, "float16"),
@@ -252,7 +253,7 @@ def add_subcommands(subparsers) -> None:
                    help="warm-up batches before them: the first compiles, the rest fill the cache "
                         f"(default {DemoConfig.warmup_batches})")
     p.add_argument("--policy", type=policy_name, default=DemoConfig.policy,
-                   help="DRAM cache policy, one of cache_policies.available_policies() (default lru)")
+                   help=f"DRAM cache policy: {', '.join(available_policies())} (default lru)")
     p.add_argument("--cache-fraction", type=non_negative_float, default=DemoConfig.cache_fraction,
                    help="DRAM budget as a fraction of the tables' float32 size (default 0.1)")
     p.add_argument("--zipf", type=float, default=DemoConfig.zipf,

@@ -15,8 +15,9 @@ batches too large for memory write them a part at a time, and readers join the
 parts, so they hold one whole batch.
 Values are stored as ``uint32`` when they fit, else ``int64``.  Readers hold one chunk
 at a time (and the stored parts of the batch they are joining, which they copy into
-the batch's int64 arrays once: 12 bytes per request at the peak); writers buffer about ``chunk_values`` values and lengths before compressing, so memory
-stays bounded whatever the trace length.  Truncation and corruption raise
+the batch's int64 arrays once: 12 bytes per request at the peak); writers buffer
+about ``chunk_values`` values and lengths before compressing, so memory stays
+bounded whatever the trace length.  Truncation and corruption raise
 :class:`~bench.traces.errors.TraceFormatError` naming the file and the byte offset.
 """
 
@@ -155,7 +156,10 @@ class NativeTraceWriter:
 
 
 def write(path, batches: Iterable[SparseBatch], metadata: dict | None = None, **options) -> dict:
-    """Write ``batches`` (SparseBatch or BatchPart items) to a ``.tstrace`` file; return ``{"batches": n, "values": n}``."""
+    """Write ``batches`` (SparseBatch or BatchPart items) to a ``.tstrace`` file.
+
+    Returns ``{"batches": n, "values": n}``.
+    """
     with NativeTraceWriter(path, metadata=metadata, **options) as writer:
         for part in as_parts(batches):
             writer.write_part(part.batch, part.last)
