@@ -98,7 +98,8 @@ def check_room(path, size: TraceSize) -> None:
     free = shutil.disk_usage(folder).free
     if size.file_bytes * DISK_MARGIN > free:
         raise OSError(
-            f"the trace would take about {human_bytes(size.file_bytes)} but {folder} has {human_bytes(free)} free; "
+            f"the trace would take about {human_bytes(size.file_bytes)} (plus {DISK_MARGIN - 1:.0%} to spare) but "
+            f"{folder} has {human_bytes(free)} free; "
             "nothing was written (write fewer --batches, scale down with --tables/--batch-size, or write elsewhere)"
         )
     available = psutil.virtual_memory().available
