@@ -7,7 +7,7 @@ import argparse
 import tempfile
 from dataclasses import replace
 
-from bench.cli import emit
+from tierstore.cli import add_output_options, emit, positive_int
 from tierstore.config import DTYPES
 
 DLRM_DEMO = """\
@@ -16,7 +16,7 @@ weights, its tables exported to a temporary store, served three ways side by sid
 torchrec's own EmbeddingBagCollection, tierstore with every row in DRAM, and
 tierstore with a small DRAM cache over the SSD tier (each also with the pipelined
 loop).  Prints samples/s, p50/p99 batch latency and per-tier hit rates.  Needs
-torchrec; the full-size run is `python -m bench.bench_dlrm`."""
+torchrec; the full-size run is python -m bench.bench_dlrm."""
 
 
 def add_subcommands(subparsers) -> None:
@@ -30,20 +30,20 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="storage dtype of every table")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load a pickled module (runs code from the file: only for files you trust)")
-    p.add_argument("--json", action="store_true", help="print what was recorded as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.set_defaults(func=_run_import)
 
     d = subparsers.add_parser("dlrm-demo", help="torchrec's DLRM with its embeddings in tierstore, beside torchrec's EBC",
                               description=DLRM_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("--max-rows", type=int, default=200_000, help="cap on the Criteo table sizes")
-    d.add_argument("--batches", type=int, default=10, help="timed batches per case per repeat")
-    d.add_argument("--repeats", type=int, default=2)
-    d.add_argument("--cache-fraction", type=float, default=0.10, help="DRAM cache of the 'cache' case")
-    d.add_argument("--dtype", choices=DTYPES, default="float32")
+    d.add_argument("--max-rows", type=positive_int, default=200_000, help="cap on the Criteo table sizes")
+    d.add_argument("--batches", type=positive_int, default=10, help="timed batches per case per repeat")
+    d.add_argument("--repeats", type=positive_int, default=2, help="repeats of every case, interleaved")
+    d.add_argument("--cache-fraction", type=float, default=0.10,
+                   help="DRAM cache of the 'cache' case, as a fraction of the tables' bytes")
+    d.add_argument("--dtype", choices=DTYPES, default="float32", help="storage dtype of every table")
     d.add_argument("--device", default="auto", help="dense part's device: cpu, cuda, or auto")
     d.add_argument("--workdir", help="where the temporary stores go (default: the system temp dir)")
-    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_options(d, quiet=False)
     d.set_defaults(func=_run_dlrm_demo)
 
 
@@ -55,7 +55,7 @@ def _run_import(args) -> int:
 
     try:
         info = from_torch(load_saved(args.model, allow_pickle=args.allow_pickle), args.store, dtype=args.dtype,
-                          progress=not args.no_progress)
+                          progress=not args.quiet)
     except TypeError as err:  # the file holds something from_torch cannot export: report it like other bad input
         raise ValueError(str(err)) from err
     lines = [f"{args.store}: {len(info.tables)} tables from {info.source}, {args.dtype}"

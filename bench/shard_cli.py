@@ -11,10 +11,17 @@ from __future__ import annotations
 import time
 
 import placement as pl
-from bench.cli import add_reader_options, emit, reader_from_args
+from bench.cli import add_reader_options, reader_from_args
 from bench.compare import parse_size
 from bench.place_cli import store_tables
 from bench.progress import batch_progress
+from tierstore.cli import UsageError, add_output_options, emit, non_negative_float, positive_int
+
+SHARD_DESCRIPTION = (
+    "Cut a store's tables into whole tables and row ranges for N shards, balanced for stored bytes and for the "
+    "load a trace puts on them (--profile; else every row weighs the same); write one tierstore store per shard "
+    "under OUT and the plan OUT/plan.json that tierstore.distributed.ShardedStore.open reads."
+)
 
 #: Co-access entries the profile keeps: a shard plan needs per-row counts only.
 PROFILE_MAX_PINS = 1024
@@ -29,7 +36,7 @@ def cmd_shard(args) -> int:
     if args.shard_bytes:
         kind, value = parse_size(args.shard_bytes)
         if kind != "bytes":
-            raise ValueError(f"--shard-bytes {args.shard_bytes!r}: give bytes, e.g. 64GiB")
+            raise UsageError(f"--shard-bytes {args.shard_bytes!r}: give bytes, e.g. 64GiB")
         shard_bytes = int(value)
     config = ShardPlanConfig(num_shards=args.shards, shard_bytes=shard_bytes, imbalance=args.imbalance)
     with tierstore.open(args.store) as store:
@@ -63,16 +70,15 @@ def _human(result: dict) -> str:
 def add_subcommands(subparsers) -> None:
     """Register ``shard`` on the ``tierstore`` subparsers."""
     shard = subparsers.add_parser("shard", help="cut a store into N shard stores for ShardedStore (Ray)",
-                                  description=__doc__.split("\n\n")[0])
+                                  description=SHARD_DESCRIPTION)
     shard.add_argument("store", help="source store directory")
     shard.add_argument("out", help="new folder for the shard stores and plan.json")
-    shard.add_argument("--shards", type=int, required=True, help="number of shards")
+    shard.add_argument("--shards", type=positive_int, required=True, help="number of shards")
     shard.add_argument("--profile", metavar="TRACE", help="trace whose per-row access counts weigh the load")
     add_reader_options(shard)
     shard.add_argument("--shard-bytes", help="most stored bytes per shard, e.g. 64GiB (default: no limit)")
-    shard.add_argument("--imbalance", type=float, default=0.1,
+    shard.add_argument("--imbalance", type=non_negative_float, default=0.1,
                        help="cut tables holding more than (1 + IMBALANCE) / N of bytes or load (default 0.1)")
-    shard.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    shard.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(shard)
     shard.set_defaults(func=cmd_shard)
 

@@ -370,9 +370,9 @@ def test_import_cli_reports_files_it_cannot_export(tmp_path, capsys):
 
     torch.save([1, 2], tmp_path / "list.pt")
     torch.save(Recommender().state_dict(), tmp_path / "plain.pt")
-    assert main(["import", str(tmp_path / "list.pt"), str(tmp_path / "a"), "--no-progress"]) == 1
+    assert main(["import", str(tmp_path / "list.pt"), str(tmp_path / "a"), "--quiet"]) == 1
     assert "exports an nn.Module or a state dict" in capsys.readouterr().err
-    assert main(["import", str(tmp_path / "plain.pt"), str(tmp_path / "b"), "--no-progress"]) == 1
+    assert main(["import", str(tmp_path / "plain.pt"), str(tmp_path / "b"), "--quiet"]) == 1
     assert "no embedding tables in the state dict" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing.pt"), str(tmp_path / "c")]) == 1
     assert "no such model file" in capsys.readouterr().err
@@ -380,6 +380,6 @@ def test_import_cli_reports_files_it_cannot_export(tmp_path, capsys):
     model = torch.nn.ModuleDict({"bag": torch.nn.EmbeddingBag(10, 4, mode="mean")})
     torch.save(model, tmp_path / "module.pt")
     assert main(["import", str(tmp_path / "module.pt"), str(tmp_path / "d"), "--allow-pickle", "--json",
-                 "--no-progress", "--dtype", "int8"]) == 0
+                 "--quiet", "--dtype", "int8"]) == 0
     assert json.loads(capsys.readouterr().out)["tables"] == [{"table": "bag", "feature_names": ["bag"],
                                                               "pooling": "mean"}]

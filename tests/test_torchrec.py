@@ -148,18 +148,18 @@ def test_import_cli_reads_state_dicts_and_trusted_modules(tmp_path, capsys):
     torch.save(trained.state_dict(), tmp_path / "state.pt")
     torch.save(trained, tmp_path / "model.pt")
     assert cli_main(["import", str(tmp_path / "state.pt"), str(tmp_path / "from-state"), "--dtype", "float16",
-                     "--no-progress"]) == 0
+                     "--quiet"]) == 0
     assert "t1: features t1 (sum)" in capsys.readouterr().out
     with tierstore.open(tmp_path / "from-state") as store:
         assert store.tables["t3"].dtype == "float16"
         np.testing.assert_array_equal(
             store.get_rows("t3", np.arange(1000)),
             trained.sparse_arch.embedding_bag_collection.embedding_bags["t3"].weight.detach().half().float().numpy())
-    assert cli_main(["import", str(tmp_path / "model.pt"), str(tmp_path / "refused"), "--no-progress"]) == 1
+    assert cli_main(["import", str(tmp_path / "model.pt"), str(tmp_path / "refused"), "--quiet"]) == 1
     assert "--allow-pickle" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
     assert cli_main(["import", str(tmp_path / "model.pt"), str(tmp_path / "from-model"), "--allow-pickle",
-                     "--no-progress"]) == 0
+                     "--quiet"]) == 0
     assert "t1: features f1, f1b (sum)" in capsys.readouterr().out
     with tierstore.open(tmp_path / "from-model") as store:
         assert store.model_info.tables[2].pooling == "mean"

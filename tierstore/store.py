@@ -507,6 +507,37 @@ class Store:
             "latency": s.latency_percentiles(),
         }
 
+    def describe(self) -> dict:
+        """What is stored, from one snapshot: format, file sizes and, per table, its config, layout and data versions.
+
+        Per table: ``config``, ``loaded``, ``layout`` (version number), ``identity_layout``
+        (rows in id order), ``data_version`` (bumped by every load and row update),
+        ``pages`` and ``bytes_on_disk`` (the LMDB pages of its page and position databases).
+        """
+        with self._lock:
+            txn = self.read_txn()
+            try:
+                psize = self.env.stat()["psize"]
+                tables = {}
+                for entry in self._meta["tables"]:
+                    name = entry["config"]["name"]
+                    info = {"config": self.tables[name].to_dict(), "loaded": entry["ready"], "layout": entry["layout"],
+                            "identity_layout": entry["identity"], "data_version": entry["data_version"],
+                            "pages": 0, "bytes_on_disk": 0}
+                    if entry["ready"]:
+                        stat = txn.stat(self._ssd[name].db)
+                        info["pages"] = stat["entries"]
+                        dbs = [stat] if entry["identity"] else [stat, txn.stat(self.env.open_db(
+                            _positions_db(name, entry["layout"]), txn=txn, create=False))]
+                        info["bytes_on_disk"] = psize * sum(
+                            d["branch_pages"] + d["leaf_pages"] + d["overflow_pages"] for d in dbs)
+                    tables[name] = info
+                used = (self.env.info()["last_pgno"] + 1) * psize
+            finally:
+                txn.abort()
+        return {"path": str(self.path), "format_version": self._meta["format_version"],
+                "file_bytes": (self.path / "data.mdb").stat().st_size, "used_bytes": used, "tables": tables}
+
     def data_file_mapped_bytes(self) -> int | None:
         """How much of the LMDB data file this process holds mapped, or None where ``/proc`` is missing.
 

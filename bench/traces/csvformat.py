@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from bench.traces.batching import request_tables, single_index_batch
+from bench.traces.batching import as_parts, request_tables, single_index_batch
 from bench.traces.csv_kernels import format_lines, parse_lines
 from bench.traces.errors import TraceFormatError
 from tierstore import SparseBatch
@@ -118,11 +118,11 @@ def read(path, **options) -> CsvTraceReader:
 
 
 def write(path, batches: Iterable[SparseBatch]) -> dict:
-    """Write batches as ``table,row`` lines (key-major per batch); return counts."""
+    """Write batches (SparseBatch or BatchPart items) as ``table,row`` lines (key-major per batch); return counts."""
     n_batches = n_values = 0
     with open(os.fspath(path), "wb") as f:
         f.write(HEADER)
-        for batch in batches:
+        for batch, last in as_parts(batches):
             encoded = [k.encode() for k in batch.keys]
             if any(b"," in k or b"\n" in k for k in encoded):
                 raise ValueError(f"CSV table names may not contain ',' or newlines: {list(batch.keys)}")
@@ -135,6 +135,6 @@ def write(path, batches: Iterable[SparseBatch]) -> dict:
             out = np.empty(int((name_offsets[1:] - name_offsets[:-1] + 22)[tables].sum()), dtype=np.uint8)
             used = format_lines(tables, batch.values.astype(np.int64), name_bytes, name_offsets, out)
             f.write(out[:used].tobytes())
-            n_batches += 1
+            n_batches += last
             n_values += batch.values.size
     return {"batches": n_batches, "values": n_values}

@@ -3,15 +3,21 @@
 Layout (all integers little-endian)::
 
     file header   b"TSTRACE\\0" | u32 version | u32 meta_len | meta JSON | u32 crc32(version..meta)
-    chunk ...     b"TSCK" | u32 n_batches | u64 payload_len | u64 raw_len | u32 crc32(payload) | payload
+    chunk ...     b"TSCK" | u32 n_entries | u64 payload_len | u64 raw_len | u32 crc32(payload) | payload
     end marker    b"TSND" | u32 total_batches | u64 0 | u64 total_values | u32 0
 
-A chunk's payload is zstd-compressed and holds several whole batches: a u32-prefixed
-JSON index (per batch: keys, bags per key, value count, weighted or not; the dtypes
-used) followed by every batch's lengths, then every batch's values, then the weights.
+A chunk's payload is zstd-compressed and holds several entries: a u32-prefixed JSON
+index (per entry: keys, bags per key, value count, weighted or not, and ``"more":
+true`` when the batch goes on in the next entry; the dtypes used) followed by every
+entry's lengths, then every entry's values, then the weights.  An entry is a whole
+batch, or a part of one (some of its tables, in key order; version 2): writers of
+batches too large for memory write them a part at a time, and readers join the
+parts, so they hold one whole batch.
 Values are stored as ``uint32`` when they fit, else ``int64``.  Readers hold one chunk
-at a time; writers buffer about ``chunk_values`` values and lengths before compressing, so memory
-stays bounded whatever the trace length.  Truncation and corruption raise
+at a time (and the stored parts of the batch they are joining, which they copy into
+the batch's int64 arrays once: 12 bytes per request at the peak); writers buffer
+about ``chunk_values`` values and lengths before compressing, so memory stays
+bounded whatever the trace length.  Truncation and corruption raise
 :class:`~bench.traces.errors.TraceFormatError` naming the file and the byte offset.
 """
 
@@ -26,11 +32,12 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import zstandard
 
+from bench.traces.batching import as_parts, concat_tables
 from bench.traces.errors import TraceFormatError
 from tierstore import SparseBatch
 
 MAGIC = b"TSTRACE\x00"
-VERSION = 1
+VERSION = 2
 CHUNK = struct.Struct("<4sIQQI")
 CHUNK_MAGIC = b"TSCK"
 END_MAGIC = b"TSND"
@@ -67,8 +74,9 @@ class NativeTraceWriter:
         self._file = open(self._partial, "wb")
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._chunk_values = int(chunk_values)
-        self._pending: list[SparseBatch] = []
+        self._pending: list[tuple[SparseBatch, bool]] = []
         self._pending_values = 0
+        self._inside_batch = False
         self.batches = 0
         self.values = 0
         meta = json.dumps(metadata or {}, sort_keys=True).encode()
@@ -77,17 +85,22 @@ class NativeTraceWriter:
 
     def write(self, batch: SparseBatch) -> None:
         """Append one batch."""
-        self._pending.append(batch)
-        self._pending_values += batch.values.size + batch.lengths.size
-        self.batches += 1
-        self.values += batch.values.size
+        self.write_part(batch, last=True)
+
+    def write_part(self, part: SparseBatch, last: bool) -> None:
+        """Append some tables of a batch; ``last`` ends the batch (the next part starts a new one)."""
+        self._pending.append((part, last))
+        self._pending_values += part.values.size + part.lengths.size
+        self.batches += bool(last)
+        self._inside_batch = not last
+        self.values += part.values.size
         if self._pending_values >= self._chunk_values:
             self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        batches = self._pending
+        batches = [b for b, _ in self._pending]
         values = [b.values for b in batches]
         lengths = [b.lengths for b in batches]
         value_dtype = max((_dtype_for(v) for v in values), key=lambda d: d.itemsize)
@@ -97,7 +110,8 @@ class NativeTraceWriter:
             "lengths_dtype": length_dtype.str,
             "batches": [
                 {"keys": list(b.keys), "b": b.batch_size, "n": int(b.values.size), "w": b.weights is not None}
-                for b in batches
+                | ({} if last else {"more": True})
+                for b, last in self._pending
             ],
         }
         head = json.dumps(index).encode()
@@ -116,6 +130,9 @@ class NativeTraceWriter:
         """Flush, write the end marker and move the file into place."""
         if self._file.closed:
             return
+        if self._inside_batch:
+            self.abort()
+            raise ValueError(f"{self.path}: the trace ends inside a batch (its last part is missing); nothing written")
         self._flush()
         self._file.write(CHUNK.pack(END_MAGIC, self.batches, 0, self.values, 0))
         self._file.close()
@@ -139,10 +156,13 @@ class NativeTraceWriter:
 
 
 def write(path, batches: Iterable[SparseBatch], metadata: dict | None = None, **options) -> dict:
-    """Write ``batches`` to a ``.tstrace`` file; return ``{"batches": n, "values": n}``."""
+    """Write ``batches`` (SparseBatch or BatchPart items) to a ``.tstrace`` file.
+
+    Returns ``{"batches": n, "values": n}``.
+    """
     with NativeTraceWriter(path, metadata=metadata, **options) as writer:
-        for batch in batches:
-            writer.write(batch)
+        for part in as_parts(batches):
+            writer.write_part(part.batch, part.last)
     return {"batches": writer.batches, "values": writer.values}
 
 
@@ -192,6 +212,7 @@ class NativeTraceReader:
     def __iter__(self) -> Iterator[SparseBatch]:
         decompressor = zstandard.ZstdDecompressor()
         batches_seen = 0
+        parts: list[SparseBatch] = []
         with open(self.path, "rb") as f:
             f.seek(self._data_start)
             while True:
@@ -201,10 +222,12 @@ class NativeTraceReader:
                     self._fail(offset, "file ends without the end-of-trace marker (truncated)")
                 if len(head) != CHUNK.size:
                     self._fail(offset, f"truncated: chunk header needs {CHUNK.size} bytes, only {len(head)} remain")
-                magic, n_batches, payload_len, raw_len, crc = CHUNK.unpack(head)
+                magic, count, payload_len, raw_len, crc = CHUNK.unpack(head)
                 if magic == END_MAGIC:
-                    if n_batches != batches_seen:
-                        self._fail(offset, f"end marker counts {n_batches} batches but {batches_seen} were read")
+                    if parts:
+                        self._fail(offset, "the trace ends inside a batch (its last part is missing)")
+                    if count != batches_seen:
+                        self._fail(offset, f"end marker counts {count} batches but {batches_seen} were read")
                     if f.read(1):
                         self._fail(offset + CHUNK.size, "unexpected data after the end-of-trace marker")
                     return
@@ -219,15 +242,20 @@ class NativeTraceReader:
                     self._fail(offset, f"chunk does not decompress: {err}")
                 if len(raw) != raw_len:
                     self._fail(offset, f"chunk decompressed to {len(raw)} bytes, header says {raw_len}")
-                yield from self._decode_chunk(raw, offset, n_batches)
-                batches_seen += n_batches
+                for part, more in self._decode_chunk(raw, offset, count):
+                    parts.append(part)
+                    if not more:
+                        yield concat_tables(parts)
+                        parts = []
+                        batches_seen += 1
 
-    def _decode_chunk(self, raw: bytes, offset: int, n_batches: int) -> Iterator[SparseBatch]:
+    def _decode_chunk(self, raw: bytes, offset: int, n_entries: int) -> Iterator[tuple[SparseBatch, bool]]:
+        """Entries as (part, batch goes on) with values and lengths in their stored dtypes, viewing ``raw``."""
         (head_len,) = struct.unpack_from("<I", raw)
         index = json.loads(raw[4 : 4 + head_len])
         specs = index["batches"]
-        if len(specs) != n_batches:
-            self._fail(offset, f"chunk index lists {len(specs)} batches, header says {n_batches}")
+        if len(specs) != n_entries:
+            self._fail(offset, f"chunk index lists {len(specs)} entries, header says {n_entries}")
         length_dtype = np.dtype(index["lengths_dtype"])
         value_dtype = np.dtype(index["values_dtype"])
         counts = [len(s["keys"]) * s["b"] for s in specs]
@@ -247,12 +275,13 @@ class NativeTraceReader:
             if spec["w"]:
                 batch_weights = weights[w0 : w0 + size].copy()
                 w0 += size
-            yield SparseBatch(
+            part = SparseBatch(
                 keys=tuple(spec["keys"]),
-                values=values[v0 : v0 + size].astype(np.int64),
-                lengths=lengths[l0 : l0 + count].astype(np.int64),
+                values=values[v0 : v0 + size],
+                lengths=lengths[l0 : l0 + count],
                 weights=batch_weights,
             )
+            yield part, bool(spec.get("more"))
             l0 += count
             v0 += size
 
