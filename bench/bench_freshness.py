@@ -28,20 +28,11 @@ from bench.config_args import add_config_flags, config_from_args
 
 
 @dataclass(frozen=True)
-class FreshnessBenchConfig:
-    """What the freshness benchmark ran with (embedded in its JSON output)."""
+class FreshnessBenchConfig(LookupBenchConfig):
+    """What the freshness benchmark ran with (embedded in its JSON output): case (a)'s store and batches."""
 
-    rows: int = 4_000_000
-    dim: int = 64
-    bags: int = 2048
-    pooling: int = 32
-    threads: int = 2
-    batches: int = 40
-    repeats: int = 7
-    zipf: float = 1.05
+    repeats: int = 9
     checks: int = 200_000
-    workdir: str = "bench/out/lookup"
-    seed: int = 0
 
 
 def seconds_per_batch(lookup, work) -> float:
@@ -52,11 +43,9 @@ def seconds_per_batch(lookup, work) -> float:
 
 
 def run(config: FreshnessBenchConfig) -> dict:
-    lookup_config = LookupBenchConfig(rows=config.rows, dim=config.dim, bags=config.bags, pooling=config.pooling,
-                                      threads=config.threads, workdir=config.workdir, seed=config.seed)
     numba.set_num_threads(config.threads)
-    path = build(lookup_config)
-    work = batches(lookup_config, config.zipf, config.batches, config.seed + 1)
+    path = build(config)
+    work = batches(config, config.zipf, config.batches, config.seed + 1)
     store = tierstore.open(path, dram_cache_bytes=config.rows * config.dim * 4)
     store.warm("t")
     checked = store._catch_up

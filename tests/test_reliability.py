@@ -358,6 +358,16 @@ FULL_DISK_LOAD = """
     print("intact:", np.array_equal(store.get_rows("a", np.arange(100)), np.ones((100, 4))))
     store.load("mid", np.full((50_000, 16), 2.0), progress=False)
     print("reused:", np.array_equal(store.get_rows("mid", [7]), np.full((1, 16), 2.0)))
+    free = shutil.disk_usage(path).free
+    with open(path + "/../filler", "wb") as filler:
+        filler.write(b"x" * (free - (1 << 20)))
+    free = shutil.disk_usage(path).free
+    try:
+        store.apply_layout({"mid": np.arange(50_000)[::-1]}, progress=False)
+    except tierstore.StoreWriteError as err:
+        print("layout error:", err)
+    print("layout freed:", shutil.disk_usage(path).free >= free - (64 << 10))
+    print("kept:", np.array_equal(store.row_positions("mid"), np.arange(50_000)))
     store.close()
     print("check:", tierstore.check.check_store(path).summary())
 """
@@ -370,6 +380,8 @@ def test_a_load_that_fills_the_disk_names_it_and_frees_what_it_wrote(small_disk)
     assert "write error: loading table 'big'" in out and "no space left on the device" in out, out
     assert "given back to the disk" in out and "freed: True" in out and "intact: True" in out, out
     assert "reused: True" in out, out
+    assert "layout error: rewriting layouts" in out and "given back to the disk" in out.split("layout error")[1], out
+    assert "layout freed: True" in out and "kept: True" in out, out
     assert "no problems found" in out, out
 
 

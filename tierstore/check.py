@@ -225,26 +225,17 @@ class _Checker:
 
     def check_free_pages(self) -> None:
         """LMDB's free-page lists: every page number listed once, in range, and on no tree."""
-        base = (self.snapshot.txn_id & 1) * self.reader.psize + 40
-        root = DbRecord.parse(self.reader.view[base : base + DB_RECORD].tobytes()).root
-        found = self.tree_entries(root, "LMDB's free-page database", searchable=False)
         self.free_pages = 0
-        view = self.reader.view
-        for v, size in zip(found.val_off.tolist(), found.val_len.tolist()):
-            ids = view[v : v + size - size % 8].view(np.uint64) if size >= 8 else np.zeros(0, np.uint64)
-            if ids.size == 0 or int(ids[0]) != ids.size - 1:
-                self.problem("LMDB's free-page database holds a malformed list")
-                continue
-            listed = ids[1:]
-            if listed.size and (int(listed.max()) >= self.snapshot.n_pages or int(listed.min()) < 2):
-                self.problem("LMDB's free-page list names pages past the end of the file")
-                continue
-            listed = listed.astype(np.int64)
-            if np.any(self.seen[listed]) or np.unique(listed).size != listed.size:
-                self.problem(f"LMDB's free-page list names pages that are in use (e.g. {int(listed[0])})")
-                continue
-            self.seen[listed] = 1
-            self.free_pages += listed.size
+        try:
+            listed = self.reader.free_pages(self.snapshot, seen=self.seen)
+        except CorruptStoreError as err:
+            self.problem(str(err))
+            return
+        if np.any(self.seen[listed]) or np.unique(listed).size != listed.size:
+            self.problem("LMDB's free-page lists name pages that are in use, or a page twice")
+            return
+        self.seen[listed] = 1
+        self.free_pages = listed.size
 
     def check_meta(self, record: DbRecord) -> dict | None:
         values = self.reader.items(self.snapshot, record.root, "the store's metadata")

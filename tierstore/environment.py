@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
+import numpy as np
 
 from tierstore.errors import CorruptStoreError, IncompatibleStoreError
 from tierstore.lmdb_direct import read_meta, supported
@@ -137,24 +138,44 @@ def write_failure(err: BaseException, path: Path, map_size: int, wanted: int = 0
     return str(err)
 
 
+def reader_txn_ids(env: lmdb.Environment) -> list[int]:
+    """Snapshots (transaction ids) that live read transactions of every process hold, from LMDB's reader table."""
+    ids = []
+    for line in env.readers().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 3 and fields[2].isdigit():
+            ids.append(int(fields[2]))
+    return ids
+
+
+def page_runs(pages: np.ndarray) -> list[tuple[int, int]]:
+    """Distinct page numbers as runs ``(first page, count)``."""
+    pages = np.unique(pages)
+    if not pages.size:
+        return []
+    breaks = np.flatnonzero(np.diff(pages) != 1) + 1
+    firsts = pages[np.concatenate([[0], breaks])]
+    lasts = pages[np.concatenate([breaks - 1, [pages.size - 1]])]
+    return list(zip(firsts.tolist(), (lasts - firsts + 1).tolist()))
+
+
 def release_pages(path: Path, runs, psize: int) -> int:
     """Give the file system back the blocks of pages ``runs`` ((first page, count) pairs) of data.mdb.
 
     The file keeps its size (``FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE``); the
     pages read back as zeros until LMDB reuses them.  The caller makes sure nothing
     reads them and LMDB cannot hand them out before this returns.  Returns the
-    bytes released (0 where the file system cannot punch holes).
+    bytes the file gave back (0 where the file system cannot punch holes).
     """
     fd = os.open(Path(path) / "data.mdb", os.O_RDWR)
-    released = 0
     try:
+        before = os.fstat(fd).st_blocks
         for first, count in runs:
-            if count > 0 and _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
-                                             first * psize, count * psize) == 0:
-                released += count * psize
+            if count > 0:
+                _libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, first * psize, count * psize)
+        return (before - os.fstat(fd).st_blocks) * 512
     finally:
         os.close(fd)
-    return released
 
 
 def release_tail(path: Path) -> int:

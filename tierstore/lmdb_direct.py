@@ -656,6 +656,33 @@ class LmdbDirectReader:
                 for k, n, v, size in zip(found.key_off.tolist(), found.key_len.tolist(), found.val_off.tolist(),
                                          found.val_len.tolist())}
 
+    def free_pages(self, snapshot: Snapshot, older_than: int | None = None,
+                   seen: np.ndarray | None = None) -> np.ndarray:
+        """Pages on LMDB's free-page lists in ``snapshot`` (only those freed by transactions before
+        ``older_than``: LMDB lets no reader reach them, so it may reuse them), every list checked.
+
+        The free-page database maps a transaction id (native 8-byte integer key) to
+        the pages it freed (an ``IDL``: a count, then the page numbers).
+        """
+        base = (snapshot.txn_id & 1) * self.psize + _META_OFFSET + 24
+        root = DbRecord.parse(self.view[base : base + DB_RECORD].tobytes()).root
+        if not _root_ok(root, snapshot.n_pages):
+            self._fail(f"LMDB's meta page (txn {snapshot.txn_id}) names free-page root {root}, past its last page")
+        what = "LMDB's free-page database"
+        found = self.leaf_entries(snapshot, self.leaves(snapshot, root, what, seen), what, seen)
+        lists = []
+        for k, n, v, size in zip(found.key_off.tolist(), found.key_len.tolist(), found.val_off.tolist(),
+                                 found.val_len.tolist()):
+            ids = self.view[v : v + size - size % 8].view(np.uint64)
+            if n != 8 or size % 8 or ids.size == 0 or int(ids[0]) != ids.size - 1:
+                self._fail(f"{what} holds a malformed list")
+            if older_than is None or int(self.view[k : k + 8].view(np.uint64)[0]) < older_than:
+                lists.append(ids[1:])
+        pages = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64)
+        if pages.size and (pages.min() < 2 or pages.max() >= snapshot.n_pages):
+            self._fail(f"{what} lists pages past the end of the file")
+        return pages
+
     def read_values(self, starts: np.ndarray, ends: np.ndarray):
         """Copy the values ``[starts[i], ends[i])`` of the file into one buffer with ``pread``, in parallel.
 

@@ -458,11 +458,36 @@ class Store:
             txn.abort()
         raise StoreWriteError(f"{self.path}: other writers kept committing; {SYNC_ATTEMPTS} tries to write failed")
 
-    def _write_failed(self, err, what: str, kept: str, wanted: int = 0) -> StoreWriteError:
-        """The StoreWriteError for a failed write: ``what`` failed, why (see :func:`environment.write_failure`;
-        judged before anything is cleaned up), and ``kept``, what is unchanged."""
+    def _write_failed(self, err, what: str, kept: str, wanted: int = 0, clean_up=None) -> StoreWriteError:
+        """The StoreWriteError for a failed write: ``what`` failed, why (see :func:`environment.write_failure`,
+        judged before anything is freed), ``kept``, what is unchanged, and what ``clean_up()`` (default:
+        :meth:`_release_unused`) freed."""
         reason = environment.write_failure(err, self.path, self.env.info()["map_size"], wanted)
-        return StoreWriteError(f"{what} failed: {reason}; {kept}")
+        return StoreWriteError(f"{what} failed: {reason}; {kept}{(clean_up or self._release_unused)()}")
+
+    def _release_unused(self) -> str:
+        """Give the disk back the blocks of pages no one uses: what a failed commit wrote past the last
+        committed page, and free pages no reader can reach (a failed commit may have filled them); says how much.
+
+        A write transaction is held meanwhile (only for LMDB's writer lock): no
+        other writer is filling those pages or can be handed them.
+        """
+        if self._direct is None:
+            return ""
+        try:
+            txn = self.env.begin(write=True)
+            try:
+                committed = txn.id() - 1
+                snapshot = self._direct.pin(committed)
+                oldest = min([committed, *environment.reader_txn_ids(self.env)])
+                free = self._direct.free_pages(snapshot, older_than=oldest)
+                released = environment.release_tail(self.path) + environment.release_pages(
+                    self.path, environment.page_runs(free), self._direct.psize)
+            finally:
+                txn.abort()
+        except (lmdb.Error, OSError, CorruptStoreError) as err:
+            return f"; what it wrote could not be freed ({err})"
+        return f"; {released / (1 << 20):.1f} MiB of unused pages were given back to the disk" if released else ""
 
     @staticmethod
     def _entry(meta, name: str) -> dict:
@@ -751,9 +776,9 @@ class Store:
                     self._drop_unpublished(txn, table, meta)
                     epoch = self._publish(txn, meta)
             except lmdb.Error as err:
-                reason = environment.write_failure(err, self.path, self.env.info()["map_size"], chunk_bytes)
-                raise StoreWriteError(f"loading table {table!r} into {self.path} failed: {reason}; its previous "
-                                      f"contents are unchanged{self._discard(name)}") from err
+                raise self._write_failed(err, f"loading table {table!r} into {self.path}",
+                                         "its previous contents are unchanged", chunk_bytes,
+                                         lambda: self._discard(name)) from err
             except BaseException:
                 self._discard(name)
                 raise
@@ -822,13 +847,7 @@ class Store:
         seen = np.zeros(snapshot.n_pages, dtype=np.uint8)
         what = f"database {name!r}"
         self._direct.leaf_entries(snapshot, self._direct.leaves(snapshot, record.root, what, seen), what, seen)
-        used = np.flatnonzero(seen)
-        if not used.size:
-            return [], self._direct.psize
-        breaks = np.flatnonzero(np.diff(used) != 1) + 1
-        firsts = used[np.concatenate([[0], breaks])]
-        lasts = used[np.concatenate([breaks - 1, [used.size - 1]])]
-        return list(zip(firsts.tolist(), (lasts - firsts + 1).tolist())), self._direct.psize
+        return environment.page_runs(np.flatnonzero(seen)), self._direct.psize
 
     def update_rows(self, table: str, ids, values) -> None:
         """Replace rows ``ids`` with ``values`` (float [n, dim]) in one transaction.
