@@ -563,7 +563,7 @@ class LmdbDirectReader:
         pgno, _, flags, magic, version, _, _, _, main, last_page, meta_txn = _META.unpack_from(self._map, base)
         if meta_txn != txn_id:
             return None
-        if magic != MDB_MAGIC or not flags & P_META or version != MDB_DATA_VERSION:
+        if magic != MDB_MAGIC or not flags & P_META or version != MDB_DATA_VERSION or pgno != txn_id & 1:
             self._fail(f"LMDB meta page {txn_id & 1} is damaged")
         n_pages = last_page + 1
         if n_pages * self.psize > self.view.size:

@@ -268,8 +268,8 @@ def _verify_pages(buf, starts, ends, codec, dtype_code, dim, expected_rows, stat
         if hdr[0:4].copy().view(np.uint32)[0] != MAGIC_U32:
             status[p] = _CHECK_MAGIC
             continue
-        if hdr[4] > PAGE_VERSION:
-            status[p] = _CHECK_VERSION
+        if hdr[4] != PAGE_VERSION:
+            status[p] = _CHECK_VERSION if hdr[4] > PAGE_VERSION else _CHECK_SHAPE
             continue
         n_rows = hdr[8:12].copy().view(np.uint32)[0]
         payload = hdr[12:16].copy().view(np.uint32)[0]

@@ -31,6 +31,7 @@ import lmdb
 import numpy as np
 
 from tierstore import environment, kernels, pages
+from tierstore.check import check_store
 from tierstore.config import TableConfig
 from tierstore.dram import DramTier
 from tierstore.errors import CorruptStoreError, IncompatibleStoreError, StoreClosedError, StoreWriteError
@@ -420,9 +421,11 @@ class Store:
             else:
                 try:
                     db = self.env.open_db(name, txn=txn, create=False)
+                    items = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
                 except lmdb.NotFoundError:
                     raise _Vanished(name) from None
-                items = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+                except lmdb.Error as err:
+                    raise CorruptStoreError(f"{self.path}: LMDB cannot read {name!r} ({err})") from None
         return decode_positions(items, config, checksummed, self.path)
 
     def _publish(self, txn, meta) -> bytes:
@@ -986,8 +989,6 @@ class Store:
         Returns a :class:`tierstore.check.CheckReport` (``ok``, tables, pages, bytes,
         problems naming table and page); never raises on damaged bytes.
         """
-        from tierstore.check import check_store
-
         self._check_open()
         with self._lock, self.env.begin() as txn:
             return check_store(self.path, txn_id=txn.id(), progress=progress)
