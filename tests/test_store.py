@@ -19,6 +19,7 @@ from reference import pool, quantization_bound, stored_values
 
 import tierstore
 from tierstore import SparseBatch, TableConfig
+from tierstore.meta import encode_meta
 from tierstore.pages import default_rows_per_page
 
 #: Policies the per-example tests drive: plain list (lru), ghost queue + small/main moves (s3fifo),
@@ -223,9 +224,9 @@ def test_errors_for_missing_newer_and_foreign_stores(tmp_path):
     env = lmdb.open(str(path), max_dbs=8)
     with env.begin(write=True) as txn:
         db = env.open_db(b"__meta__", txn=txn)
-        meta = json.loads(txn.get(b"store", db=db))
+        meta = json.loads(bytes(txn.get(b"store", db=db))[12:])
         meta["format_version"] = 99
-        txn.put(b"store", json.dumps(meta).encode(), db=db)
+        txn.put(b"store", encode_meta(meta), db=db)
         txn.put(b"epoch", np.uint64(77).tobytes(), db=db)
     env.close()
     with pytest.raises(tierstore.IncompatibleStoreError, match="newer"):

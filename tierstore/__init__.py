@@ -9,17 +9,20 @@
 
 from tierstore.batch import SparseBatch
 from tierstore.config import TableConfig
+from tierstore.errors import CorruptStoreError, IncompatibleStoreError, StoreClosedError, StoreWriteError
 from tierstore.model_info import ModelInfo, TableFeatures
 from tierstore.pages import CorruptPageError
-from tierstore.store import IO_MODES, IncompatibleStoreError, Store, StoreWriteError, create, open
+from tierstore.store import IO_MODES, Store, create, open
 
 __all__ = [
     "IO_MODES",
     "CorruptPageError",
+    "CorruptStoreError",
     "IncompatibleStoreError",
     "ModelInfo",
     "SparseBatch",
     "Store",
+    "StoreClosedError",
     "StoreWriteError",
     "TableConfig",
     "TableFeatures",

@@ -18,8 +18,8 @@ import sys
 
 import lmdb
 
-COMMAND_MODULES = ("tierstore.store_cli", "bench.demo", "bench.cli", "bench.place_cli", "bench.model_cli",
-                   "bench.shard_cli")
+COMMAND_MODULES = ("tierstore.store_cli", "tierstore.check", "bench.demo", "bench.cli", "bench.place_cli",
+                   "bench.model_cli", "bench.shard_cli")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

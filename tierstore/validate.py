@@ -56,10 +56,15 @@ def _raise_offsets_error(table: str, bounds: np.ndarray, n: int, include_last_of
 
 
 def as_ids(name: str, ids, num_rows: int, table: str, check_range: bool = True) -> np.ndarray:
-    """Row ids as a 1-D int64 array, all in ``[0, num_rows)`` (``check_range=False``: the caller checks that)."""
+    """Row ids as a 1-D int64 array, all in ``[0, num_rows)`` (``check_range=False``: the caller checks that).
+
+    Booleans count as the ids 0 and 1, as ``torch.nn.functional.embedding_bag`` takes them.
+    """
     arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"table {table!r}: {name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)
     if arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"table {table!r}: {name} must be integers, got dtype {arr.dtype}")
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= num_rows:
@@ -115,6 +120,9 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
         raise ValueError(f"table {table!r}: offsets must be integers, got dtype {off.dtype}")
     if include_last_offset and off.size == 0:
         raise ValueError(f"table {table!r}: with include_last_offset, offsets needs B + 1 >= 1 entries")
+    if off.size == 0 and idx.size:
+        raise ValueError(f"table {table!r}: offsets is empty (no bags) but there are {idx.size} indices; give each "
+                         f"bag's start (offsets[0] = 0)")
     if off.dtype == np.uint64 and off.size and int(off.max()) > idx.size:
         raise ValueError(f"table {table!r}: offsets run past len(indices) = {idx.size}")
     bounds, ok = bag_bounds(off.astype(np.int64, copy=False), idx.size, include_last_offset)

@@ -86,7 +86,12 @@ class CsvTraceReader:
             for h, i in zip(hashes[by_appearance].tolist(), first[by_appearance].tolist()):
                 if h not in ids_by_hash:
                     ids_by_hash[h] = len(names)
-                    names.append(buf[name_start[i] : name_start[i] + name_len[i]].tobytes().decode())
+                    raw = buf[name_start[i] : name_start[i] + name_len[i]].tobytes()
+                    try:
+                        names.append(raw.decode())
+                    except UnicodeDecodeError:
+                        raise TraceFormatError(self.path, offset + int(name_start[i]),
+                                               f"table name {raw!r} is not UTF-8") from None
             lookup = np.asarray([ids_by_hash[h] for h in hashes.tolist()], dtype=np.int64)
             table_ids = lookup[np.searchsorted(hashes, name_hash[:lines])]
             yield table_ids, rows[:lines], names

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import nn
 
 import tierstore
 from tierstore.config import DTYPES, TableConfig
+from tierstore.environment import remove_new_store
 from tierstore.model_info import ModelInfo, TableFeatures
 from tierstore.torch.interop import config_pooling, torchrec_module
 
@@ -186,19 +186,11 @@ def from_torch(source, path, dtype="float32", tables=None, weighted: bool = Fals
         store.set_model_info(info)
     except BaseException:
         store.close()
-        _remove_store(path, existed)
+        remove_new_store(path, made_dir=not existed)
         raise
     store.close()
     return info
 
-
-def _remove_store(path: Path, keep_directory: bool) -> None:
-    """Delete a half-written store: its LMDB files, and the directory if the export made it."""
-    if keep_directory:
-        for name in ("data.mdb", "lock.mdb"):
-            (path / name).unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def load_saved(path, allow_pickle: bool = False):
