@@ -221,7 +221,7 @@ def miss_floor(store, work) -> dict:
     out = np.empty((len(work[0][0]), dim), dtype=np.float32)
     for indices, offsets in work:
         distinct = np.unique(indices)
-        missed = distinct[tier.row2slot[distinct] < 0]
+        missed = distinct[~tier.cached("t", distinct)]
         missed = missed[value_start[missed // rpp] > 0]
         n_missed += missed.size
         page_of = missed // rpp

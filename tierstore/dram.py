@@ -223,6 +223,20 @@ class DramTier:
         t = self.position[table]
         return self._probe(self.state, rows + self.key_base[t], t, *self._index_args())
 
+    def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` is cached now (the policy is not told)."""
+        return self.row2slot[rows + self.key_base[self.position[table]]] >= 0
+
+    def place(self, table: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probe ``rows`` (distinct): ``(hit_slots, slots)`` as the other tiers return them, but this
+        tier admits its misses only after pooling (:meth:`after_pool`), so both are the hit slots."""
+        slots = self.probe(table, rows)
+        return slots, slots
+
+    def after_pool(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
+        """Offer the batch's missed ``rows`` once it is pooled (an eviction cannot touch its rows)."""
+        return self.admit(table, rows, values)
+
     def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
         """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
         t = self.position[table]

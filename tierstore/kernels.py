@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from cache_policies._prefetch import emit_prefetch as _emit_prefetch
+from cache_policies._prefetch import prefetch_item as _prefetch_item
 from tierstore.validate import id_range
 
 MODE_SUM, MODE_MEAN, MODE_MAX = 0, 1, 2
@@ -54,18 +55,6 @@ SPECIALIZED_DIMS = (16, 32, 64, 128)
 CACHE_LINE_FLOATS = 16
 
 _unsigned = np.uint64
-
-
-def _emit_prefetch(builder, pointer, locality: int):
-    """Emit ``llvm.prefetch`` of ``pointer`` for reading into the data cache; ``locality`` 3 fetches
-    into every level (``prefetcht0``), 2 into L2 and beyond (``prefetcht1``)."""
-    byte_pointer = ir.IntType(8).as_pointer()
-    i32 = ir.IntType(32)
-    function = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0"
-    )
-    read, data_cache = ir.Constant(i32, 0), ir.Constant(i32, 1)
-    builder.call(function, [builder.bitcast(pointer, byte_pointer), read, ir.Constant(i32, locality), data_cache])
 
 
 @intrinsic
@@ -163,27 +152,6 @@ def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:
     buffer = np.empty(nbytes + alignment, dtype=np.uint8)
     start = (-buffer.ctypes.data) % alignment
     return buffer[start : start + nbytes].view(dtype).reshape(shape)
-
-
-@intrinsic
-def _prefetch_item(typingctx, array, index):
-    """Prefetch (into every cache level) the cache line holding ``array[index]`` of a 1-D array."""
-    signature = types.void(array, index)
-
-    def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        array_struct = context.make_array(array_type)(context, builder, args[0])
-        position = context.cast(builder, args[1], sig.args[1], types.intp)
-        pointer = cgutils.get_item_pointer2(
-            context, builder, array_struct.data,
-            cgutils.unpack_tuple(builder, array_struct.shape),
-            cgutils.unpack_tuple(builder, array_struct.strides),
-            array_type.layout, [position], wraparound=False, boundscheck=False,
-        )
-        _emit_prefetch(builder, pointer, 3)
-        return context.get_dummy_value()
-
-    return signature, codegen
 
 
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
@@ -541,3 +509,11 @@ def gather_rows(slab, extra, loc, out) -> None:
     _check_rows("extra", extra, dim)
     if loc.size and dim:
         _gather(slab, extra, loc, out, min(numba.get_num_threads(), loc.size))
+
+
+@numba.njit(nogil=True, cache=True, parallel=True)
+def scatter_rows(slab, dest, values):
+    """Copy ``values[i]`` into ``slab[dest[i]]`` wherever ``dest[i] >= 0`` (one ``memcpy`` per row)."""
+    for i in numba.prange(dest.size):
+        if dest[i] >= 0:
+            _store_row(slab, dest[i], values[i])

@@ -29,7 +29,11 @@ import numpy as np
 
 from tierstore import kernels, pages
 from tierstore.config import TableConfig
+from cache_policies.setassoc import SetAssociative, is_setassoc
+from cache_policies.setassoc import parse as parse_setassoc
 from tierstore.dram import DramTier
+from tierstore.mirror import MirrorTier
+from tierstore.setassoc import SetAssocTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
 from tierstore.ssd import SsdTable, page_keys
@@ -110,7 +114,7 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
     return Store(path, env, readonly=False, dram_cache_bytes=0, policy="lru")
 
 
-def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = True, tables=None,
+def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
          map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap") -> "Store":
     """Open an existing store.
 
@@ -120,8 +124,21 @@ def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = 
     dram_cache_bytes : int or dict
         An int is one DRAM budget shared by every table; a dict ``{table: bytes}``
         gives tables their own budgets (tables left out get no DRAM cache).
-    policy : str or cache_policies.Policy
-        DRAM eviction policy.
+    policy : None, str, SetAssociative or cache_policies.Policy
+        What runs the DRAM cache, one of two kinds:
+
+        - **set-associative** (the default, for speed): ``None`` (the default rule
+          and ways), ``"setassoc"``, ``"setassoc-<rule>"`` (``lru``, ``lfu``),
+          optionally with ``":ways=W,admission=tinylfu"``, or a
+          :class:`cache_policies.setassoc.SetAssociative`.  Probe, victim choice and
+          admission run in parallel kernels over sets of ``ways`` slots;
+        - **exact** (fidelity to libCacheSim): any other name of
+          ``cache_policies.available_policies()`` (``"lru"``, ``"s3fifo"``, ...) or a
+          ``cache_policies.Policy``: the fully associative state machine that
+          ``cache_policies.simulate`` replays, driven one row at a time.
+
+        A budget that holds every row of its tables makes a mirror (slot = row,
+        nothing evicted) under either kind.
     readonly : bool
     tables : list of TableConfig, optional
         If given, the store's tables must match exactly (else IncompatibleStoreError).
@@ -298,6 +315,16 @@ class Store:
         return next(e for e in meta["tables"] if e["config"]["name"] == name)
 
     # ----------------------------------------------------------------- tiers
+    @staticmethod
+    def _make_tier(tables, budget: int, policy):
+        """The tier for ``policy`` (see :func:`open`) over ``tables`` with ``budget`` bytes."""
+        if policy is not None and not is_setassoc(policy):
+            return DramTier(tables, budget, policy)
+        cache = parse_setassoc(policy if policy is not None else SetAssociative())
+        if sum(t.num_rows * t.cached_row_bytes for t in tables) <= budget:
+            return MirrorTier(tables, budget)
+        return SetAssocTier(tables, budget, cache)
+
     def _build_tiers(self, dram_cache_bytes, policy) -> None:
         if isinstance(dram_cache_bytes, dict):
             unknown = set(dram_cache_bytes) - set(self.tables)
@@ -311,7 +338,7 @@ class Store:
         else:
             raise ValueError(f"dram_cache_bytes must be >= 0, got {dram_cache_bytes}")
         for tables, budget in groups:
-            tier = DramTier(tables, budget, policy)
+            tier = self._make_tier(tables, budget, policy)
             self._tiers.append(tier)
             for t in tables:
                 self._tier_of[t.name] = tier
@@ -329,32 +356,55 @@ class Store:
         return ssd
 
     # ----------------------------------------------------------------- reads
-    def _locate(self, txn, name: str, idx: np.ndarray):
+    def _locate(self, txn, name: str, idx: np.ndarray, count: bool = True):
         """Where each index's row is: ``loc`` (>= 0 slab slot, < 0 row of ``extra``), the slab, ``extra``,
-        and the rows to offer the DRAM tier once the batch is pooled (None: nothing to offer)."""
+        and what to hand the DRAM tier once the batch is pooled (None: nothing).
+
+        The tier places the batch's distinct rows first (hits, and misses it admits
+        now); missed rows are then read, and those admitted copied into their slots.
+        If the read fails, the rows admitted for it are dropped again.
+        """
         tier = self._tier_of.get(name)
         ssd = self._ssd_of(name)
         if self._fully_resident(name):
-            self._stats.dram_hits += idx.size
+            if count:
+                self._stats.dram_hits += idx.size
             return idx, tier.slab(name), kernels.NO_ROWS, None
         uniq, inverse = kernels.unique_inverse(idx)
-        slots = tier.probe(name, uniq) if tier is not None else np.full(uniq.size, -1, dtype=np.int64)
-        miss = slots < 0
-        miss_rows = uniq[miss]
-        extra = ssd.read_rows(txn, miss_rows)
-        slots[miss] = -1 - np.arange(miss_rows.size, dtype=np.int64)
-        loc = slots[inverse]
-        hits = int(np.count_nonzero(loc >= 0))
-        self._stats.dram_hits += hits
-        self._stats.dram_misses += idx.size - hits
+        if tier is None:
+            hit_slots = slots = np.full(uniq.size, -1, dtype=np.int64)
+        else:
+            hit_slots, slots = tier.place(name, uniq)
+        missed = np.flatnonzero(hit_slots < 0)
+        miss_rows = uniq[missed]
+        dest = slots[missed]
+        try:
+            extra = ssd.read_rows(txn, miss_rows)
+        except BaseException:
+            if tier is not None:
+                tier.invalidate(name, miss_rows[dest >= 0])
+            raise
+        loc_of_row = hit_slots.copy()
+        loc_of_row[missed] = -1 - np.arange(missed.size, dtype=np.int64)
+        loc = loc_of_row[inverse]
+        if count:
+            hits = int(np.count_nonzero(loc >= 0))
+            self._stats.dram_hits += hits
+            self._stats.dram_misses += idx.size - hits
         if tier is None:
             return loc, kernels.NO_ROWS, extra, None
+        kernels.scatter_rows(tier.slab(name), dest, extra)
+        if count:
+            self._stats.rows_admitted += int(np.count_nonzero(dest >= 0))
         return loc, tier.slab(name), extra, (miss_rows, extra)
 
-    def _admit(self, name: str, pending) -> None:
-        """Offer a batch's missed rows to the DRAM tier (after pooling: evictions cannot touch its rows)."""
+    def _admit(self, name: str, pending, count: bool = True) -> None:
+        """Hand a batch's missed rows to the DRAM tier once the batch is pooled (the exact tier admits
+        them then: its evictions cannot touch rows the batch reads)."""
         if pending is not None:
-            self._stats.rows_admitted += self._tier_of[name].admit(name, *pending)
+            admitted = self._tier_of[name].after_pool(name, *pending)
+            if count:
+                self._stats.rows_admitted += admitted
 
     def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out,
                        check_range=True):
@@ -472,13 +522,14 @@ class Store:
         tier = self._tier_of.get(table)
         if tier is None or not tier.mirror:
             raise ValueError(f"table {table!r}: warm() needs a DRAM budget that holds every row of its tier")
-        ssd = self._ssd_of(table)
+        self._ssd_of(table)
         step = max(config.rows_per_page, (64 << 20) // max(config.row_bytes, 1) // config.rows_per_page
                    * config.rows_per_page)
         with self._lock, self.reading() as txn:
             for start in _progress(range(0, config.num_rows, step), progress, f"warm {table}"):
                 rows = np.arange(start, min(start + step, config.num_rows), dtype=np.int64)
-                tier.admit(table, rows, ssd.read_rows(txn, rows))
+                _, _, _, pending = self._locate(txn, table, rows, count=False)
+                self._admit(table, pending, count=False)
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
