@@ -72,7 +72,7 @@ def hit_rates(units, warm_units: int, total_rows: int, fraction: float, setassoc
     timed[sum(u.size for u, _ in units[:warm_units]):] = True
     results = {}
     for name in setassoc:
-        state = SetAssocState(parse(name), slots)
+        state = SetAssocState(parse(name), slots, total_rows)
         hit = np.concatenate([state.serve(u)[0] >= 0 for u, _ in units])
         results[name] = _rates(hit, multiplicity, timed)
     stream = np.concatenate([u for u, _ in units])

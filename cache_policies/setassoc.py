@@ -7,17 +7,16 @@ way holds the key (an int64 tag, ``EMPTY`` when free), the tick of the last batc
 that touched it (uint32) and, for the frequency rule, a small counter (uint8).
 A set's tags, ticks and counters sit side by side in a few cache lines.
 
-A batch of distinct keys is served in two parallel kernels, with no lock and no
-global list:
+A batch of distinct keys is served by one parallel kernel, :func:`serve`, with no
+lock and no global list: threads split the *sets* (each set is changed by one
+thread only), and each thread takes its sets' keys in batch order, twice:
 
-1. :func:`probe` (threads split the keys): compare the key's set's tags; a hit
-   stamps the way with the batch's tick (and counts it).  Distinct keys touch
-   distinct ways, so no two threads write one entry.
-2. :func:`admit` (threads split the *sets*; each set is changed by one thread,
-   which takes that set's keys in batch order): each missed key picks a victim
-   among the ways the batch has not touched (an empty way first, else by the
-   rule) and takes it over, stamped with the tick.  When every way of its set
-   was touched by the batch, the key is not admitted.
+1. probe: compare the key's set's tags; a hit stamps the way with the batch's
+   tick (and counts it);
+2. admit: each missed key picks a victim among the ways the batch has not
+   touched (an empty way first, else by the rule) and takes it over, stamped
+   with the tick.  When every way of its set was touched by the batch, the key
+   is not admitted.
 
 Ways touched by the batch are never victims, so a caller can admit a batch's
 misses before it reads any of the batch's rows, and copy each missed row
@@ -60,16 +59,15 @@ MAX_COUNT = 255
 AGE_PER_WAY = 8
 SKETCH_PER_WAY = 4
 SKETCH_RESET_PER_WAY = 8
-#: Per-set scalars: insertions since the counters were last halved, sketch increments since its last halving.
-SET_INSERTS, SET_SKETCH_ADDS, SET_FIELDS = 0, 1, 2
-PROBE_PREFETCH_DISTANCE = 16
-"""Keys ahead whose set :func:`probe` prefetches (each set is a random read)."""
-ADMIT_PREFETCH_DISTANCE = 8
-"""Keys ahead whose set :func:`admit` prefetches."""
+PROBE_PREFETCH_DISTANCE = 32
+"""Keys ahead whose set :func:`serve` prefetches as it probes (each set is a random read)."""
 NAME_PREFIX = "setassoc"
 DEFAULT_RULE = "lru"
 DEFAULT_WAYS = 16
 
+_TOUCHED = np.int64((1 << 46) - 2)
+"""Rank of a way the batch touched: above any counter-and-tick rank (``counter << 32 | tick``)."""
+_NONE_LEFT = np.int64((_TOUCHED + 1) << 6)
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xD6E8FEB86659FD93)
 _U32 = np.uint64(32)
@@ -173,44 +171,6 @@ def set_of(keys, n_sets):
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def probe(tags, stamps, counts, ways, keys, tick, rule, slots, sets, n_threads):
-    """Find each key of ``keys`` (distinct) in its set; write its slot (``-1`` if absent) and set.
-
-    A hit stamps the way with ``tick`` and, under ``"lfu"``, adds one to its counter.
-    ``n_threads`` threads take a contiguous share of the keys each.
-    """
-    n = keys.size
-    n_sets = tags.size // ways
-    n_chunks = min(n_threads, max(n, 1))
-    for chunk in numba.prange(n_chunks):
-        lo = n * chunk // n_chunks
-        hi = n * (chunk + 1) // n_chunks
-        for i in range(lo, hi):
-            ahead = i + PROBE_PREFETCH_DISTANCE
-            if ahead < hi:
-                first = _set_of(keys[ahead], n_sets) * ways
-                prefetch_item(tags, first)
-                prefetch_item(tags, first + ways - 1)
-                prefetch_item(stamps, first)
-                if rule == RULE_LFU:
-                    prefetch_item(counts, first)
-            s = _set_of(keys[i], n_sets)
-            sets[i] = s
-            key = keys[i]
-            base = s * ways
-            slot = -1
-            for w in range(ways):
-                if tags[base + w] == key:
-                    slot = base + w
-                    break
-            slots[i] = slot
-            if slot >= 0:
-                stamps[slot] = tick
-                if rule == RULE_LFU and counts[slot] < MAX_COUNT:
-                    counts[slot] += 1
-
-
 @numba.njit(inline="always")
 def _sketch_index(key, depth, size):
     h = (np.uint64(key) ^ np.uint64(depth + 1)) * _MIX
@@ -225,7 +185,7 @@ def _estimate(sketch, first, size, key):
 
 
 @numba.njit(inline="always")
-def _count_key(sketch, set_state, s, size, key):
+def _count_key(sketch, sketch_adds, s, size, key):
     """Add ``key`` to set ``s``'s sketch (conservative update), halving the sketch every
     ``SKETCH_RESET_PER_WAY * ways`` increments."""
     first = s * size
@@ -237,9 +197,9 @@ def _count_key(sketch, set_state, s, size, key):
             sketch[i0] += 1
         if sketch[i1] == low:
             sketch[i1] += 1
-    set_state[s, SET_SKETCH_ADDS] += 1
-    if set_state[s, SET_SKETCH_ADDS] >= SKETCH_RESET_PER_WAY * size // SKETCH_PER_WAY:
-        set_state[s, SET_SKETCH_ADDS] = 0
+    sketch_adds[s] += 1
+    if sketch_adds[s] >= SKETCH_RESET_PER_WAY * size // SKETCH_PER_WAY:
+        sketch_adds[s] = 0
         for j in range(first, first + size):
             sketch[j] >>= 1
 
@@ -247,88 +207,136 @@ def _count_key(sketch, set_state, s, size, key):
 @numba.njit(inline="always")
 def _victim(tags, stamps, counts, base, ways, tick, rule):
     """The way of the set at ``base`` to replace: the first empty way, else the rule's choice among
-    ways not touched by this batch; ``-1`` when the batch touched every way."""
-    best = -1
+    ways not touched by this batch; ``-1`` when the batch touched every way.
+
+    Branch-free: each way gets a rank (-1 empty, the tick for LRU, counter then tick for
+    LFU, ``_TOUCHED`` if the batch touched it) and the least ``(rank, way)`` wins.
+    """
+    best = _NONE_LEFT
     for w in range(ways):
         slot = base + w
-        if tags[slot] == EMPTY:
-            return slot
-        if stamps[slot] == tick:
-            continue
-        if best < 0:
-            best = slot
-        elif rule == RULE_LFU:
-            if counts[slot] < counts[best] or (counts[slot] == counts[best] and stamps[slot] < stamps[best]):
-                best = slot
-        elif stamps[slot] < stamps[best]:
-            best = slot
-    return best
+        stamp = np.int64(stamps[slot])
+        rank = (np.int64(counts[slot]) << 32) | stamp if rule == RULE_LFU else stamp
+        rank = -1 if tags[slot] == EMPTY else (_TOUCHED if stamp == tick else rank)
+        best = min(best, ((rank + 1) << 6) | w)
+    return -1 if best >= _NONE_LEFT else base + (best & 63)
 
 
 @numba.njit(inline="always")
-def _age(counts, set_state, s, base, ways):
-    set_state[s, SET_INSERTS] += 1
-    if set_state[s, SET_INSERTS] >= AGE_PER_WAY * ways:
-        set_state[s, SET_INSERTS] = 0
+def _age(counts, set_inserts, s, base, ways):
+    set_inserts[s] += 1
+    if set_inserts[s] >= AGE_PER_WAY * ways:
+        set_inserts[s] = 0
         for slot in range(base, base + ways):
             counts[slot] >>= 1
 
 
+@numba.njit(inline="always")
+def _prefetch_set(tags, stamps, counts, set_inserts, sketch, sketch_adds, s, ways, rule, tinylfu, sketch_size):
+    first = s * ways
+    prefetch_item(tags, first)
+    prefetch_item(tags, first + ways - 1)
+    prefetch_item(stamps, first)
+    if rule == RULE_LFU:
+        prefetch_item(counts, first)
+        prefetch_item(set_inserts, s)
+    if tinylfu:
+        prefetch_item(sketch, s * sketch_size)
+        prefetch_item(sketch_adds, s)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def admit(tags, stamps, counts, sketch, set_state, ways, keys, sets, slots, tick, rule, tinylfu, allowed, dest,
-          n_threads):
-    """Offer the missed keys of a probed batch to their sets; write each key's new slot to ``dest``.
+def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, tick, rule, tinylfu, allowed,
+          hit_slots, slots, n_threads):
+    """Serve one batch of distinct ``keys``: find each in its set, then admit the missed ones.
 
     Parameters
     ----------
-    keys, sets, slots : int64[n]
-        The batch's distinct keys, their sets and :func:`probe`'s slots (``-1``: missed).
+    tags, stamps, counts, set_inserts, sketch, sketch_adds
+        The cache's state (:class:`SetAssocState`); changed in place.
+    keys : int64[n]
+        The batch's distinct keys, in batch order.
+    tick : uint32
+        This batch's tick (above every stamp in ``stamps``).
     allowed : bool[n] or bool[0]
         Keys that may be admitted (empty: all).
-    dest : int64[n]
-        Written for missed keys: the slot the key now holds, or ``-1`` when it was not admitted.
-        Entries of hits are left alone.
+    hit_slots : int64[n]
+        Written: each key's slot before admission (``-1``: missed).
+    slots : int64[n]
+        Written: each key's slot after the batch (``-1``: missed and not admitted).
+    n_threads : int
+        Each thread owns a contiguous range of sets.  The keys are sorted by owner
+        (counting sort, batch order kept); each owner probes its keys in batch order
+        (a hit stamps the way with ``tick`` and, under ``"lfu"``, counts it), then
+        admits its missed keys in batch order.  A set is only ever touched by its
+        owner, and its lines, fetched by the probe, are still cached when its misses
+        are admitted.
 
     Returns
     -------
     int
         Slots that were empty and now hold a key.
-
-    Each of ``n_threads`` threads owns a contiguous range of sets and takes its sets' keys in batch order.
-    With ``tinylfu``, every key of the batch (hits too) is counted in its set's sketch first.
     """
     n = keys.size
     n_sets = tags.size // ways
     sketch_size = sketch.size // n_sets if n_sets else 0
     every_key = allowed.size == 0
     n_parts = min(n_threads, max(n_sets, 1))
+    # Counting sort of the keys by owner (stable: batch order within each owner).  Set s is owned
+    # by (s * per_set) >> 32: increasing in s, below n_parts, and with no division per key.
+    per_set = np.uint64((n_parts << 32) // n_sets)
+    set_of_key = np.empty(n, dtype=np.int64)
+    owner = np.empty(n, dtype=np.int64)
+    starts = np.zeros(n_parts + 1, dtype=np.int64)
+    for i in range(n):
+        s = _set_of(keys[i], n_sets)
+        set_of_key[i] = s
+        owner[i] = np.int64((np.uint64(s) * per_set) >> _U32)
+        starts[owner[i] + 1] += 1
+    for p in range(n_parts):
+        starts[p + 1] += starts[p]
+    fill = starts[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[fill[owner[i]]] = i
+        fill[owner[i]] += 1
+    # Each owner writes its results at its keys' positions in ``order``: its own range, no shared lines.
+    found_at = np.empty(n, dtype=np.int64)
+    placed_at = np.empty(n, dtype=np.int64)
     filled = 0
     for part in numba.prange(n_parts):
-        lo = n_sets * part // n_parts
-        hi = n_sets * (part + 1) // n_parts
-        mine = np.empty(n, dtype=np.int64)
-        m = 0
-        for i in range(n):
-            s = sets[i]
-            if lo <= s < hi and (tinylfu or slots[i] < 0):
-                mine[m] = i
-                m += 1
-        for j in range(m):
-            if j + ADMIT_PREFETCH_DISTANCE < m:
-                first = sets[mine[j + ADMIT_PREFETCH_DISTANCE]] * ways
-                prefetch_item(tags, first)
-                prefetch_item(tags, first + ways - 1)
-                prefetch_item(stamps, first)
-                if rule == RULE_LFU:
-                    prefetch_item(counts, first)
-            i = mine[j]
-            s = sets[i]
+        lo = starts[part]
+        hi = starts[part + 1]
+        queue = np.empty(hi - lo, dtype=np.int64)
+        n_queued = 0
+        for j in range(lo, hi):
+            if j + PROBE_PREFETCH_DISTANCE < hi:
+                _prefetch_set(tags, stamps, counts, set_inserts, sketch, sketch_adds,
+                              set_of_key[order[j + PROBE_PREFETCH_DISTANCE]], ways, rule, tinylfu, sketch_size)
+            key = keys[order[j]]
+            base = set_of_key[order[j]] * ways
+            found = 0
+            for w in range(ways):
+                found = max(found, w + 1 if tags[base + w] == key else 0)
+            slot = -1
+            if found:
+                slot = base + found - 1
+                stamps[slot] = tick
+                if rule == RULE_LFU and counts[slot] < MAX_COUNT:
+                    counts[slot] += 1
+            found_at[j] = placed_at[j] = slot
+            if tinylfu or not found:
+                queue[n_queued] = j
+                n_queued += 1
+        for k in range(n_queued):
+            j = queue[k]
+            i = order[j]
+            s = set_of_key[i]
             key = keys[i]
             if tinylfu:
-                _count_key(sketch, set_state, s, sketch_size, key)
-                if slots[i] >= 0:
+                _count_key(sketch, sketch_adds, s, sketch_size, key)
+                if found_at[j] >= 0:
                     continue
-            dest[i] = -1
             if not (every_key or allowed[i]):
                 continue
             base = s * ways
@@ -345,8 +353,11 @@ def admit(tags, stamps, counts, sketch, set_state, ways, keys, sets, slots, tick
             stamps[slot] = tick
             if rule == RULE_LFU:
                 counts[slot] = 1
-                _age(counts, set_state, s, base, ways)
-            dest[i] = slot
+                _age(counts, set_inserts, s, base, ways)
+            placed_at[j] = slot
+    for j in range(n):
+        hit_slots[order[j]] = found_at[j]
+        slots[order[j]] = placed_at[j]
     return filled
 
 
@@ -391,18 +402,23 @@ class SetAssocState:
     config : SetAssociative
     slots : int
         Slots available; the cache uses ``n_sets * ways`` of them (:func:`geometry`).
+    key_limit : int, optional
+        Keys are in ``[0, key_limit)``; under ``2**31`` the tags are int32 (half the
+        cache lines per probe), else int64.  Decisions do not depend on it.
     """
 
-    def __init__(self, config: SetAssociative, slots: int):
+    def __init__(self, config: SetAssociative, slots: int, key_limit: int | None = None):
         self.config = config
         self.n_sets, self.ways = geometry(int(slots), config.ways)
         n = self.n_sets * self.ways
-        self.tags = np.full(n, EMPTY, dtype=np.int64)
+        narrow = key_limit is not None and key_limit <= np.iinfo(np.int32).max
+        self.tags = np.full(n, EMPTY, dtype=np.int32 if narrow else np.int64)
         self.stamps = np.zeros(n, dtype=np.uint32)
         self.counts = np.zeros(n if config.rule == "lfu" else 0, dtype=np.uint8)
         tinylfu = config.admission == "tinylfu"
         self.sketch = np.zeros(self.n_sets * SKETCH_PER_WAY * self.ways if tinylfu else 0, dtype=np.uint8)
-        self.set_state = np.zeros((self.n_sets, SET_FIELDS), dtype=np.int64)
+        self.set_inserts = np.zeros(self.n_sets if config.rule == "lfu" else 0, dtype=np.int32)
+        self.sketch_adds = np.zeros(self.n_sets if tinylfu else 0, dtype=np.int32)
         self.tick = np.uint32(0)
         self.occupied = 0
         self._rule = RULES.index(config.rule)
@@ -444,14 +460,10 @@ class SetAssocState:
         if self.n_sets == 0:
             hit_slots.fill(-1)
             return hit_slots, hit_slots.copy()
-        sets = np.empty(n, dtype=np.int64)
-        tick = self._next_tick()
-        threads = numba.get_num_threads()
-        probe(self.tags, self.stamps, self.counts, self.ways, keys, tick, self._rule, hit_slots, sets, threads)
-        slots = hit_slots.copy()
-        self.occupied += admit(self.tags, self.stamps, self.counts, self.sketch, self.set_state, self.ways, keys,
-                               sets, hit_slots, tick, self._rule, self._tinylfu,
-                               _NO_MASK if allowed is None else allowed, slots, threads)
+        slots = np.empty(n, dtype=np.int64)
+        self.occupied += serve(self.tags, self.stamps, self.counts, self.set_inserts, self.sketch, self.sketch_adds,
+                               self.ways, keys, self._next_tick(), self._rule, self._tinylfu,
+                               _NO_MASK if allowed is None else allowed, hit_slots, slots, numba.get_num_threads())
         return hit_slots, slots
 
     def find(self, keys: np.ndarray) -> np.ndarray:
@@ -524,7 +536,7 @@ def simulate_setassoc(keys, batch_ends, cache, slots: int) -> SetAssocResult:
     Parameters
     ----------
     keys : array of int
-        Requested keys.
+        Requested keys (>= 0).
     batch_ends : array of int
         End (exclusive) of each batch in ``keys``, increasing, the last ``len(keys)``.
     cache : SetAssociative or str
@@ -534,10 +546,12 @@ def simulate_setassoc(keys, batch_ends, cache, slots: int) -> SetAssocResult:
     """
     config = parse(cache)
     keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if keys.size and keys.min() < 0:
+        raise ValueError(f"keys must be >= 0, got {keys.min()}")
     batch_ends = np.asarray(batch_ends, dtype=np.int64)
     if batch_ends.size and (batch_ends[-1] != keys.size or np.any(np.diff(batch_ends) < 0) or batch_ends[0] < 0):
         raise ValueError(f"batch_ends must be non-decreasing and end at len(keys)={keys.size}")
-    state = SetAssocState(config, slots)
+    state = SetAssocState(config, slots, int(keys.max()) + 1 if keys.size else 0)
     hits = misses = distinct_hits = distinct_misses = 0
     start = 0
     for end in batch_ends:

@@ -86,9 +86,9 @@ def test_kernels_decide_as_the_plain_model(rule, ways, slots, data):
     from cache_policies.setassoc import AGE_PER_WAY
 
     config = SetAssociative(rule, ways)
-    state = SetAssocState(config, slots)
-    model = ModelCache(config, slots, AGE_PER_WAY)
     n_keys = data.draw(st.integers(1, 80))
+    state = SetAssocState(config, slots, data.draw(st.sampled_from([None, n_keys])))  # int64 or int32 tags
+    model = ModelCache(config, slots, AGE_PER_WAY)
     for batch in batches_of(data.draw, n_keys, data.draw(st.integers(1, 12))):
         uniq, _ = batch_distinct(batch)
         hit_slots, slots_after = state.serve(uniq)

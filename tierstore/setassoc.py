@@ -47,7 +47,7 @@ class SetAssocTier:
         self.num_rows = {t.name: t.num_rows for t in tables}
         self.slot_bytes = max(t.cached_row_bytes for t in tables)
         self.key_base = dict(zip(self.names, np.cumsum([0] + [t.num_rows for t in tables]).tolist()))
-        self.state = SetAssocState(cache, self.budget_bytes // self.slot_bytes)
+        self.state = SetAssocState(cache, self.budget_bytes // self.slot_bytes, sum(self.num_rows.values()))
         self._slab = aligned_empty((self.state.slots, max(t.dim for t in tables)))
 
     def slab(self, table: str) -> np.ndarray:
