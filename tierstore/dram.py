@@ -178,9 +178,13 @@ class DramTier:
         Bytes of cached rows (float32, ``dim * 4`` per row).
     policy : str or cache_policies.Policy
         Eviction/admission policy.
+    pinned : dict of str to int, optional
+        Rows of each table pinned by a placement plan: slab rows reserved after the
+        table's cache slots (:meth:`pinned_slots`), outside ``budget_bytes``; the
+        policy never sees them.
     """
 
-    def __init__(self, tables, budget_bytes: int, policy="lru"):
+    def __init__(self, tables, budget_bytes: int, policy="lru", pinned: dict | None = None):
         if budget_bytes <= 0:
             raise ValueError(f"DRAM budget must be positive, got {budget_bytes}")
         self.policy = as_policy(policy)
@@ -195,7 +199,10 @@ class DramTier:
         self.key_base = np.concatenate([[0], np.cumsum(num_rows)]).astype(np.int64)
         self.slot_base = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
         total_slots = int(self.slot_base[-1])
-        self.slabs = [aligned_empty((int(s), t.dim)) for s, t in zip(slots, tables)]
+        pinned = pinned or {}
+        self.pinned_base = {t.name: int(s) for s, t in zip(slots, tables)}
+        self.pinned_bytes = int(sum(pinned.get(t.name, 0) * t.cached_row_bytes for t in tables))
+        self.slabs = [aligned_empty((int(s) + pinned.get(t.name, 0), t.dim)) for s, t in zip(slots, tables)]
         self.row2slot = np.full(int(self.key_base[-1]), -1, dtype=np.int32)
         self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
         self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
@@ -227,9 +234,14 @@ class DramTier:
         """Whether each of ``rows`` is cached now (the policy is not told)."""
         return self.row2slot[rows + self.key_base[self.position[table]]] >= 0
 
-    def place(self, table: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pinned_slots(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Slab rows of ``table``'s pinned ``rows`` (the plan's pinned rows, in increasing order)."""
+        return self.pinned_base[table] + np.arange(len(rows), dtype=np.int64)
+
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Probe ``rows`` (distinct): ``(hit_slots, slots)`` as the other tiers return them, but this
-        tier admits its misses only after pooling (:meth:`after_pool`), so both are the hit slots."""
+        tier admits its misses only after pooling (:meth:`after_pool`, which the caller hands only
+        the ``allowed`` ones), so both are the hit slots."""
         slots = self.probe(table, rows)
         return slots, slots
 
@@ -258,5 +270,5 @@ class DramTier:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of rows cached now."""
-        return int(self.state.used)
+        """Bytes of rows in DRAM now (cached and pinned)."""
+        return int(self.state.used) + self.pinned_bytes

@@ -26,6 +26,7 @@ class MirrorTier:
     """
 
     mirror = True
+    pinned_bytes = 0
 
     def __init__(self, tables, budget_bytes: int):
         needed = sum(t.num_rows * t.cached_row_bytes for t in tables)
@@ -46,17 +47,19 @@ class MirrorTier:
         """True when every row of ``table`` is in DRAM (lookups skip the probe)."""
         return self.n_resident[table] == self.resident[table].size
 
-    def place(self, table: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probe ``rows`` (distinct) and admit the missed ones at their own slots.
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probe ``rows`` (distinct) and admit the missed ones (only those ``allowed``, if given) at their
+        own slots.
 
         Returns ``(hit_slots, slots)`` as :meth:`tierstore.setassoc.SetAssocTier.place`:
-        every missed row is admitted and must be written to its slot before it is read.
+        every admitted row must be written to its slot before it is read.
         """
         resident = self.resident[table]
         hit_slots = np.where(resident[rows], rows, -1)
-        self.n_resident[table] += int(np.count_nonzero(hit_slots < 0))
-        resident[rows] = True
-        return hit_slots, rows
+        admit = hit_slots < 0 if allowed is None else (hit_slots < 0) & allowed
+        self.n_resident[table] += int(np.count_nonzero(admit))
+        resident[rows[admit]] = True
+        return hit_slots, np.where(admit, rows, hit_slots)
 
     def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is in DRAM now."""

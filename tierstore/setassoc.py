@@ -32,12 +32,15 @@ class SetAssocTier:
         Bytes of cached rows: every slot costs the widest table's row.
     cache : cache_policies.setassoc.SetAssociative
         Rule, ways and admission filter.
+    pinned : dict of str to int, optional
+        Rows of each table pinned by a placement plan: slab rows reserved after the
+        cache's slots (:meth:`pinned_slots`), outside ``budget_bytes``, never evicted.
     """
 
     mirror = False
 
-    def __init__(self, tables, budget_bytes: int, cache: SetAssociative):
-        if budget_bytes <= 0:
+    def __init__(self, tables, budget_bytes: int, cache: SetAssociative, pinned: dict | None = None):
+        if budget_bytes < 0 or (budget_bytes == 0 and not pinned):
             raise ValueError(f"DRAM budget must be positive, got {budget_bytes}")
         self.cache = cache
         self.budget_bytes = int(budget_bytes)
@@ -48,7 +51,11 @@ class SetAssocTier:
         self.slot_bytes = max(t.cached_row_bytes for t in tables)
         self.key_base = dict(zip(self.names, np.cumsum([0] + [t.num_rows for t in tables]).tolist()))
         self.state = SetAssocState(cache, self.budget_bytes // self.slot_bytes, sum(self.num_rows.values()))
-        self._slab = aligned_empty((self.state.slots, max(t.dim for t in tables)))
+        pinned = pinned or {}
+        counts = [pinned.get(name, 0) for name in self.names]
+        self.pinned_base = dict(zip(self.names, (self.state.slots + np.cumsum([0] + counts)).tolist()))
+        self.pinned_bytes = sum(counts) * self.slot_bytes
+        self._slab = aligned_empty((self.state.slots + sum(counts), max(t.dim for t in tables)))
 
     def slab(self, table: str) -> np.ndarray:
         """The slab as ``table``'s rows (a column view when other tables are wider)."""
@@ -58,8 +65,12 @@ class SetAssocTier:
         """Never: a set-associative tier is for tables larger than its budget."""
         return False
 
-    def place(self, table: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probe ``rows`` (distinct) and admit the missed ones.
+    def pinned_slots(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Slab rows of ``table``'s pinned ``rows`` (the plan's pinned rows, in increasing order)."""
+        return self.pinned_base[table] + np.arange(len(rows), dtype=np.int64)
+
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probe ``rows`` (distinct) and admit the missed ones (only those ``allowed``, if given).
 
         Returns
         -------
@@ -69,7 +80,7 @@ class SetAssocTier:
             Slot of each row after the batch: a missed row admitted here must be
             written to its slot before it is read; ``-1`` where it was not admitted.
         """
-        return self.state.serve(rows + self.key_base[table])
+        return self.state.serve(rows + self.key_base[table], allowed)
 
     def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is cached now (no replacement state changes)."""
@@ -91,5 +102,5 @@ class SetAssocTier:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of rows cached now."""
-        return self.state.occupied * self.slot_bytes
+        """Bytes of rows in DRAM now (cached and pinned)."""
+        return self.state.occupied * self.slot_bytes + self.pinned_bytes

@@ -33,6 +33,7 @@ from cache_policies.setassoc import SetAssociative, is_setassoc
 from cache_policies.setassoc import parse as parse_setassoc
 from tierstore.dram import DramTier
 from tierstore.mirror import MirrorTier
+from tierstore.plans import ROUTE_CACHED, live_plan
 from tierstore.setassoc import SetAssocTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
@@ -115,7 +116,7 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
 
 
 def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
-         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap") -> "Store":
+         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", plan=None) -> "Store":
     """Open an existing store.
 
     Parameters
@@ -152,6 +153,14 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
         calls and drops the map's pages after each B+tree walk: RSS stays near the
         DRAM budget whatever the file size, at a syscall per page (see
         ``bench/bench_lookup.py`` for both).
+    plan : placement.PlacementPlan or path, optional
+        A placement plan (or a saved plan's directory) to apply (see
+        :mod:`tierstore.plans`): its DRAM-pinned rows are read now and never
+        evicted, its SSD-only rows are never admitted, the rest are cached; its
+        tables share one DRAM budget, ``dram_cache_bytes`` if given (an int, which
+        must hold the pinned rows) else the plan's DRAM budget.  GPU-pinned rows are
+        cached until there is a GPU tier.  The plan's SSD layout is applied by
+        :meth:`Store.apply_layout` (``tierstore place``), not here.
     """
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
@@ -161,7 +170,8 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, readonly=readonly, readahead=False,
                     create=False, lock=True)
     try:
-        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io)
+        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io,
+                      plan=plan)
     except BaseException:
         env.close()
         raise
@@ -182,21 +192,28 @@ class Store:
     serialized per store (a lock); the kernels inside use every Numba thread.
     """
 
-    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap"):
+    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap", plan=None):
         self.path = Path(path)
         self.env = env
         self.readonly = readonly
         self._lock = threading.RLock()
         self._stats = LookupStats()
         self._epoch = None
-        self._tier_of: dict[str, DramTier] = {}
-        self._tiers: list[DramTier] = []
+        self._tier_of: dict = {}
+        self._tiers: list = []
+        self._routes: dict[str, np.ndarray] = {}
+        self._pinned: dict[str, np.ndarray] = {}
+        self._stale_pinned: set[str] = set()
+        self._pinned_hits = 0
         self._direct = open_direct(self.path, copy_reads=io == "pread")
         if io == "pread" and self._direct is None:
             raise ValueError("io='pread' needs the direct LMDB reader, which is off (TIERSTORE_LMDB_DIRECT=0) or "
                              "does not support this platform or LMDB format; use io='mmap'")
         self._read_meta_and_layouts()
-        self._build_tiers(dram_cache_bytes, policy)
+        if plan is None:
+            self._build_tiers(dram_cache_bytes, policy)
+        else:
+            self._apply_plan(live_plan(plan, self.tables), dram_cache_bytes, policy)
 
     # ----------------------------------------------------------------- metadata
     def _read_meta_and_layouts(self) -> None:
@@ -276,7 +293,7 @@ class Store:
             name = entry["config"]["name"]
             tier = self._tier_of.get(name)
             if tier is not None and entry["data_version"] != before[name]:
-                tier.invalidate(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
+                self._drop_cached(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
 
     def _adopt(self, meta, epoch: bytes) -> None:
         """Make ``meta`` (committed at ``epoch``) this handle's view: tables, page databases, positions."""
@@ -316,14 +333,61 @@ class Store:
 
     # ----------------------------------------------------------------- tiers
     @staticmethod
-    def _make_tier(tables, budget: int, policy):
-        """The tier for ``policy`` (see :func:`open`) over ``tables`` with ``budget`` bytes."""
+    def _make_tier(tables, budget: int, policy, pinned: dict | None = None):
+        """The tier for ``policy`` (see :func:`open`) over ``tables`` with ``budget`` bytes for cached rows
+        (and ``pinned`` rows per table besides, never in a mirror)."""
         if policy is not None and not is_setassoc(policy):
-            return DramTier(tables, budget, policy)
+            return DramTier(tables, budget, policy, pinned)
         cache = parse_setassoc(policy if policy is not None else SetAssociative())
-        if sum(t.num_rows * t.cached_row_bytes for t in tables) <= budget:
+        if not pinned and sum(t.num_rows * t.cached_row_bytes for t in tables) <= budget:
             return MirrorTier(tables, budget)
-        return SetAssocTier(tables, budget, cache)
+        return SetAssocTier(tables, budget, cache, pinned)
+
+    def _apply_plan(self, plan, dram_cache_bytes, policy) -> None:
+        """One DRAM tier over the plan's tables (then the store's others) with the plan's pinned rows read
+        into it and its routes in place."""
+        if isinstance(dram_cache_bytes, dict) or int(dram_cache_bytes) < 0:
+            raise ValueError("with a plan, dram_cache_bytes is one budget (an int >= 0) for the plan's tables")
+        total = int(dram_cache_bytes) or plan.dram_bytes
+        tables = [self.tables[n] for n in plan.tables] + [t for n, t in self.tables.items() if n not in plan.tables]
+        counts = {n: rows.size for n, rows in plan.pinned.items()}
+        widths = {t.name: t.cached_row_bytes for t in tables}
+        if policy is None or is_setassoc(policy):
+            widths = dict.fromkeys(widths, max(widths.values()))
+        pinned_bytes = sum(counts[n] * widths[n] for n in counts)
+        if pinned_bytes > total:
+            raise ValueError(f"the plan pins {pinned_bytes} bytes of rows, more than the DRAM budget of {total}")
+        tier = self._make_tier(tables, total - pinned_bytes, policy, counts)
+        self._tiers.append(tier)
+        for t in tables:
+            self._tier_of[t.name] = tier
+        self._routes = plan.routes(tier.pinned_slots)
+        self._pinned = plan.pinned
+        with self.reading() as txn:
+            for name in plan.tables:
+                self._load_pinned(txn, name)
+
+    def _load_pinned(self, txn, name: str) -> None:
+        """Read ``name``'s pinned rows into their slab rows."""
+        rows = self._pinned[name]
+        if rows.size:
+            tier = self._tier_of[name]
+            ssd = self._ssd_of(name)
+            step = max(1, (64 << 20) // max(ssd.config.cached_row_bytes, 1))
+            for start in range(0, rows.size, step):
+                chunk = rows[start : start + step]
+                kernels.scatter_rows(tier.slab(name), tier.pinned_slots(name, rows)[start : start + step],
+                                     ssd.read_rows(txn, chunk))
+        self._stale_pinned.discard(name)
+
+    def _drop_cached(self, name: str, rows: np.ndarray) -> None:
+        """Forget cached copies of ``rows`` of ``name`` (their data changed); pinned ones are read again."""
+        tier = self._tier_of.get(name)
+        if tier is not None:
+            tier.invalidate(name, rows)
+        route = self._routes.get(name)
+        if route is not None and np.any(route[rows] >= 0):
+            self._stale_pinned.add(name)
 
     def _build_tiers(self, dram_cache_bytes, policy) -> None:
         if isinstance(dram_cache_bytes, dict):
@@ -370,11 +434,14 @@ class Store:
             if count:
                 self._stats.dram_hits += idx.size
             return idx, tier.slab(name), kernels.NO_ROWS, None
+        if name in self._stale_pinned:
+            self._load_pinned(txn, name)
         uniq, inverse = kernels.unique_inverse(idx)
         if tier is None:
             hit_slots = slots = np.full(uniq.size, -1, dtype=np.int64)
+            allowed = pinned = None
         else:
-            hit_slots, slots = tier.place(name, uniq)
+            hit_slots, slots, allowed, pinned = self._place(tier, name, uniq)
         missed = np.flatnonzero(hit_slots < 0)
         miss_rows = uniq[missed]
         dest = slots[missed]
@@ -391,12 +458,34 @@ class Store:
             hits = int(np.count_nonzero(loc >= 0))
             self._stats.dram_hits += hits
             self._stats.dram_misses += idx.size - hits
+            if pinned is not None:
+                self._pinned_hits += int(np.count_nonzero(pinned[inverse]))
         if tier is None:
             return loc, kernels.NO_ROWS, extra, None
         kernels.scatter_rows(tier.slab(name), dest, extra)
         if count:
             self._stats.rows_admitted += int(np.count_nonzero(dest >= 0))
+        if allowed is not None:
+            offered = allowed[missed]
+            return loc, tier.slab(name), extra, (miss_rows[offered], extra[offered])
         return loc, tier.slab(name), extra, (miss_rows, extra)
+
+    def _place(self, tier, name: str, uniq: np.ndarray):
+        """``tier.place`` of a batch's distinct rows under the plan's routes, if any: ``(hit_slots, slots,
+        allowed, pinned)``, where pinned rows hit their own slab rows and SSD-only rows are not
+        ``allowed`` into the cache (both None without a plan)."""
+        route = self._routes.get(name)
+        if route is None:
+            hit_slots, slots = tier.place(name, uniq)
+            return hit_slots, slots, None, None
+        to_tier = route[uniq].astype(np.int64)
+        pinned = to_tier >= 0
+        rest = np.flatnonzero(~pinned)
+        allowed = np.ones(uniq.size, dtype=np.bool_)
+        allowed[rest] = to_tier[rest] == ROUTE_CACHED
+        hit_slots, slots = to_tier, to_tier.copy()
+        hit_slots[rest], slots[rest] = tier.place(name, uniq[rest], allowed[rest])
+        return hit_slots, slots, allowed, pinned
 
     def _admit(self, name: str, pending, count: bool = True) -> None:
         """Hand a batch's missed rows to the DRAM tier once the batch is pooled (the exact tier admits
@@ -546,9 +635,10 @@ class Store:
                 "hits": s.dram_hits,
                 "misses": s.dram_misses,
                 "hit_rate": s.dram_hits / accesses if accesses else 0.0,
+                "pinned_hits": self._pinned_hits,
                 "rows_admitted": s.rows_admitted,
                 "bytes_used": sum(t.used_bytes for t in self._tiers),
-                "budget_bytes": sum(t.budget_bytes for t in self._tiers),
+                "budget_bytes": sum(t.budget_bytes + t.pinned_bytes for t in self._tiers),
             },
             "ssd": {**ssd, "hits": s.dram_misses},
             "lookups": s.lookups,
@@ -569,6 +659,7 @@ class Store:
     def reset_stats(self) -> None:
         """Zero every counter (cache contents stay)."""
         self._stats.reset()
+        self._pinned_hits = 0
         for table in self._ssd.values():
             table.counters = type(table.counters)()
 
@@ -622,9 +713,7 @@ class Store:
                 raise StoreWriteError(f"loading table {table!r} into {self.path} failed ({err}); "
                                       "its previous contents are unchanged") from err
             self._adopt(meta, epoch)
-            tier = self._tier_of.get(table)
-            if tier is not None:
-                tier.invalidate(table, np.arange(config.num_rows, dtype=np.int64))
+            self._drop_cached(table, np.arange(config.num_rows, dtype=np.int64))
 
     def _retire_layout(self, txn, table: str, entry: dict) -> None:
         if entry["ready"]:
@@ -671,9 +760,7 @@ class Store:
             except lmdb.Error as err:
                 raise StoreWriteError(f"updating table {table!r} failed ({err}); nothing was changed") from err
             self._adopt(meta, epoch)
-            tier = self._tier_of.get(table)
-            if tier is not None:
-                tier.invalidate(table, idx)
+            self._drop_cached(table, idx)
 
     def row_positions(self, table: str) -> np.ndarray:
         """Row -> SSD layout position of ``table`` (int64 [num_rows])."""
