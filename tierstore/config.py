@@ -13,6 +13,15 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 INT8_ROW_OVERHEAD = 8
 
 
+def record_bytes(dtype: str, dim: int) -> int:
+    """Bytes of one stored row of ``dim`` values: float32 / float16 values, or int8 codes (int4: two
+    codes a byte) followed by a float32 scale and bias.  int4 is a record format of
+    :mod:`tierstore.pool_records`, not yet a table dtype."""
+    if dtype == "int4":
+        return (dim + 1) // 2 + INT8_ROW_OVERHEAD
+    return dim * DTYPE_BYTES[dtype] + (INT8_ROW_OVERHEAD if dtype == "int8" else 0)
+
+
 @dataclass(frozen=True)
 class TableConfig(JsonConfig):
     """One embedding table, as torchrec's ``EmbeddingBagConfig`` would name it.
@@ -61,8 +70,7 @@ class TableConfig(JsonConfig):
     @property
     def row_bytes(self) -> int:
         """Bytes of one stored row (payload, before compression)."""
-        extra = INT8_ROW_OVERHEAD if self.dtype == "int8" else 0
-        return self.dim * DTYPE_BYTES[self.dtype] + extra
+        return record_bytes(self.dtype, self.dim)
 
     @property
     def cached_row_bytes(self) -> int:
