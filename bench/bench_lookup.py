@@ -137,7 +137,7 @@ def case_a(config, path, work_by_name):
     store = tierstore.open(path, dram_cache_bytes=config.rows * config.dim * 4)
     store.warm("t", progress=True)
     tier = store._tier_of["t"]
-    weight = torch.from_numpy(tier.slabs[0])
+    weight = torch.from_numpy(tier.slab("t").view(np.float32))
     results = {}
     rows = config.bags * config.pooling
     for name, work in work_by_name.items():

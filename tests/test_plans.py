@@ -81,7 +81,8 @@ def test_pinned_rows_stay_and_ssd_only_rows_never_enter(tmp_path, planned):
         for n in TABLES:
             got = store.get_rows(n, pinned[n])
             np.testing.assert_array_equal(got, data[n][pinned[n]])
-            np.testing.assert_array_equal(tier.slab(n)[tier.pinned_slots(n, pinned[n])], data[n][pinned[n]])
+            np.testing.assert_array_equal(tier.slab(n)[tier.pinned_slots(n, pinned[n])].view(np.float32),
+                                          data[n][pinned[n]])
             assert np.all(store._routes[n][ssd_only[n]] == ROUTE_SSD_ONLY)
         assert store.stats()["ssd"]["rows_decoded"] == read_before  # pinned rows never touch SSD
 

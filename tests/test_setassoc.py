@@ -271,3 +271,33 @@ def test_concurrent_lookups_stay_correct(tmp_path):
             t.join()
         assert store.stats()["batches"] == 120
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("dtype, stored", [("int8", 72), ("float16", 128), ("float32", 256)])
+def test_rows_are_cached_at_their_stored_width(tmp_path, dtype, stored):
+    """A budget means bytes: a 64-dim int8 row costs its 72 stored bytes, so warm() of 200k int8 rows
+    fits in 200k x 80 x 1.1 bytes; lookups from the quantized cache equal the dequantized rows."""
+    from reference import stored_values
+
+    rows = 200_000 if dtype == "int8" else 20_000
+    config = TableConfig("t", rows, 64, dtype)
+    assert config.cached_row_bytes == stored <= 1.25 * config.row_bytes
+    values = np.random.default_rng(4).standard_normal((rows, 64)).astype(np.float32)
+    path = make_store(tmp_path / "s", config, values)
+    budget = int(rows * 80 * 1.1) if dtype == "int8" else rows * stored
+    expected = stored_values(values, dtype)
+    with tierstore.open(path, dram_cache_bytes=budget) as store:
+        store.warm("t")
+        assert store._tier_of["t"].fully_resident("t")
+        assert store.stats()["dram"]["bytes_used"] == rows * stored <= budget
+        indices = np.random.default_rng(5).integers(0, rows, 4000)
+        offsets = np.arange(0, 4000, 8)
+        got = store.lookup("t", indices, offsets, mode="mean")
+        np.testing.assert_allclose(got, pool(expected, indices, np.append(offsets, 4000), mode="mean"),
+                                   rtol=1e-5, atol=1e-5)
+    with tierstore.open(path, dram_cache_bytes=rows * stored // 10, policy="setassoc-lfu:ways=8") as store:
+        for _ in range(3):
+            got = store.lookup("t", indices, offsets)
+            np.testing.assert_allclose(got, pool(expected, indices, np.append(offsets, 4000)), rtol=1e-5, atol=1e-4)
+        assert store.stats()["dram"]["hits"] > 0
+        assert store.stats()["dram"]["bytes_used"] <= rows * stored // 10

@@ -35,8 +35,9 @@ class TableConfig(JsonConfig):
     dim : int
         Embedding dimension.
     dtype : {"float32", "float16", "int8"}
-        Storage dtype on SSD.  Lookups always return float32; int8 is row-wise
-        quantized (float32 scale and bias per row).
+        Storage dtype on SSD and in the DRAM caches.  Lookups always return float32
+        (rows are dequantized as they are pooled); int8 is row-wise quantized
+        (float32 scale and bias per row).
     rows_per_page : int or None
         Rows packed into one LMDB value.  ``None`` picks the most rows whose page
         stays under LMDB's overflow threshold (about 4080 bytes).
@@ -74,5 +75,8 @@ class TableConfig(JsonConfig):
 
     @property
     def cached_row_bytes(self) -> int:
-        """Bytes of one row held in a DRAM cache (always float32)."""
-        return self.dim * 4
+        """Bytes of one row held in a DRAM cache: its stored record, padded to 8 bytes
+        (:func:`tierstore.pool_records.record_stride`; a 64-dim int8 row takes 72)."""
+        from tierstore.pool_records import record_stride
+
+        return record_stride(self.dtype, self.dim)

@@ -1,8 +1,10 @@
-"""DRAM tier: a byte-budgeted cache of float32 rows over one or more tables.
+"""Exact DRAM tier: a byte-budgeted, fully associative cache over one or more tables, run by a
+``cache_policies`` policy (fidelity to libCacheSim; the set-associative tier is the default).
 
 The tier owns capacity; a ``cache_policies`` state machine owns ordering.  Rows sit
-in one slab per table (``[slots, dim]`` float32, cache-line aligned, allocated lazily
-by the OS, so untouched slots cost no memory).  Keys are global row ids (the table's key base
+in one slab per table as records at their stored width (uint8 ``[slots,
+cached_row_bytes]``, page aligned, allocated lazily by the OS, so untouched slots
+cost no memory).  Keys are global row ids (the table's key base
 plus its row); a dense ``row -> slot`` int32 array is the index: one 4-byte read per
 probe, 4 bytes of DRAM per table row (see ARCHITECTURE.md for the choice).
 
@@ -175,7 +177,7 @@ class DramTier:
     tables : list of TableConfig
         Tables sharing this budget.
     budget_bytes : int
-        Bytes of cached rows (float32, ``dim * 4`` per row).
+        Bytes of cached rows (records at their stored width, ``TableConfig.cached_row_bytes`` each).
     policy : str or cache_policies.Policy
         Eviction/admission policy.
     pinned : dict of str to int, optional
@@ -202,7 +204,8 @@ class DramTier:
         pinned = pinned or {}
         self.pinned_base = {t.name: int(s) for s, t in zip(slots, tables)}
         self.pinned_bytes = int(sum(pinned.get(t.name, 0) * t.cached_row_bytes for t in tables))
-        self.slabs = [aligned_empty((int(s) + pinned.get(t.name, 0), t.dim)) for s, t in zip(slots, tables)]
+        self.slabs = [aligned_empty((int(s) + pinned.get(t.name, 0), t.cached_row_bytes), np.uint8)
+                      for s, t in zip(slots, tables)]
         self.row2slot = np.full(int(self.key_base[-1]), -1, dtype=np.int32)
         self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
         self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
@@ -217,7 +220,7 @@ class DramTier:
                 self.resident)
 
     def slab(self, table: str) -> np.ndarray:
-        """The slab holding ``table``'s cached rows (row ``slot`` of it is slot ``slot``)."""
+        """The slab holding ``table``'s cached records (uint8; row ``slot`` of it is slot ``slot``)."""
         return self.slabs[self.position[table]]
 
     def fully_resident(self, table: str) -> bool:
@@ -250,7 +253,7 @@ class DramTier:
         return self.admit(table, rows, values)
 
     def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
-        """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
+        """Offer missed ``rows`` (distinct) with their records ``values``; returns how many were cached."""
         t = self.position[table]
         keys = rows + self.key_base[t]
         dest = np.empty(keys.size, dtype=np.int64)

@@ -624,10 +624,3 @@ def gather_rows(slab, extra, loc, out) -> None:
     if loc.size and dim:
         _gather_kernel(FORMAT_FLOAT32)(slab, extra, loc, out, min(numba.get_num_threads(), loc.size))
 
-
-@numba.njit(nogil=True, cache=True, parallel=True)
-def scatter_rows(slab, dest, values):
-    """Copy ``values[i]`` into ``slab[dest[i]]`` wherever ``dest[i] >= 0`` (one ``memcpy`` per row)."""
-    for i in numba.prange(dest.size):
-        if dest[i] >= 0:
-            _store_row(slab, dest[i], values[i])

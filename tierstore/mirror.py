@@ -35,12 +35,12 @@ class MirrorTier:
         self.budget_bytes = int(budget_bytes)
         self.names = [t.name for t in tables]
         self.row_bytes = {t.name: t.cached_row_bytes for t in tables}
-        self.slabs = {t.name: aligned_empty((t.num_rows, t.dim)) for t in tables}
+        self.slabs = {t.name: aligned_empty((t.num_rows, t.cached_row_bytes), np.uint8) for t in tables}
         self.resident = {t.name: np.zeros(t.num_rows, dtype=np.bool_) for t in tables}
         self.n_resident = {t.name: 0 for t in tables}
 
     def slab(self, table: str) -> np.ndarray:
-        """``table``'s rows (row ``i`` at slot ``i``)."""
+        """``table``'s records (uint8; row ``i`` at slot ``i``)."""
         return self.slabs[table]
 
     def fully_resident(self, table: str) -> bool:

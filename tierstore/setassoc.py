@@ -1,7 +1,9 @@
 """Set-associative DRAM tier: the serving default, as in FBGEMM's and HugeCTR's embedding caches.
 
 A byte budget over one or more tables becomes ``n_sets * ways`` slots of one
-slab, each as wide as the tier's widest row.  Which row a slot holds, and which
+slab of records (rows at their stored width: float32, float16, int8 with its
+scale and bias; :mod:`tierstore.pool_records` dequantizes them as it pools), each
+slot as wide as the tier's widest record.  Which row a slot holds, and which
 row to replace, is decided by :mod:`cache_policies.setassoc` (tags, ticks and
 counters per set; no per-row index, so the tier costs memory per cached row
 only); rows are keyed by the table's key base plus the row id.
@@ -46,7 +48,6 @@ class SetAssocTier:
         self.budget_bytes = int(budget_bytes)
         self.names = [t.name for t in tables]
         self.position = {t.name: i for i, t in enumerate(tables)}
-        self.dims = {t.name: t.dim for t in tables}
         self.num_rows = {t.name: t.num_rows for t in tables}
         self.slot_bytes = max(t.cached_row_bytes for t in tables)
         self.key_base = dict(zip(self.names, np.cumsum([0] + [t.num_rows for t in tables]).tolist()))
@@ -55,11 +56,11 @@ class SetAssocTier:
         counts = [pinned.get(name, 0) for name in self.names]
         self.pinned_base = dict(zip(self.names, (self.state.slots + np.cumsum([0] + counts)).tolist()))
         self.pinned_bytes = sum(counts) * self.slot_bytes
-        self._slab = aligned_empty((self.state.slots + sum(counts), max(t.dim for t in tables)))
+        self._slab = aligned_empty((self.state.slots + sum(counts), self.slot_bytes), np.uint8)
 
     def slab(self, table: str) -> np.ndarray:
-        """The slab as ``table``'s rows (a column view when other tables are wider)."""
-        return self._slab[:, : self.dims[table]]
+        """The slab of records (uint8 ``[slots, slot_bytes]``; ``table``'s record starts each row it holds)."""
+        return self._slab
 
     def fully_resident(self, table: str) -> bool:
         """Never: a set-associative tier is for tables larger than its budget."""

@@ -34,6 +34,7 @@ from cache_policies.setassoc import parse as parse_setassoc
 from tierstore.dram import DramTier
 from tierstore.mirror import MirrorTier
 from tierstore.plans import ROUTE_CACHED, live_plan
+from tierstore.pool_records import copy_records, gather_records, pool_record_ids, pool_records
 from tierstore.setassoc import SetAssocTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
@@ -41,6 +42,8 @@ from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
 from tierstore.validate import as_ids, check_bags, raise_out_of_range
 
+NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
+"""An ``extra`` (or slab) with no records."""
 FORMAT_VERSION = 1
 META_DB = b"__meta__"
 POSITIONS_CHUNK = 1 << 20
@@ -376,8 +379,8 @@ class Store:
             step = max(1, (64 << 20) // max(ssd.config.cached_row_bytes, 1))
             for start in range(0, rows.size, step):
                 chunk = rows[start : start + step]
-                kernels.scatter_rows(tier.slab(name), tier.pinned_slots(name, rows)[start : start + step],
-                                     ssd.read_rows(txn, chunk))
+                copy_records(tier.slab(name), tier.pinned_slots(name, rows)[start : start + step],
+                             ssd.read_stored(txn, chunk))
         self._stale_pinned.discard(name)
 
     def _drop_cached(self, name: str, rows: np.ndarray) -> None:
@@ -433,7 +436,7 @@ class Store:
         if self._fully_resident(name):
             if count:
                 self._stats.dram_hits += idx.size
-            return idx, tier.slab(name), kernels.NO_ROWS, None
+            return idx, tier.slab(name), NO_RECORDS, None
         if name in self._stale_pinned:
             self._load_pinned(txn, name)
         uniq, inverse = kernels.unique_inverse(idx)
@@ -446,7 +449,7 @@ class Store:
         miss_rows = uniq[missed]
         dest = slots[missed]
         try:
-            extra = ssd.read_rows(txn, miss_rows)
+            extra = ssd.read_stored(txn, miss_rows)
         except BaseException:
             if tier is not None:
                 tier.invalidate(name, miss_rows[dest >= 0])
@@ -461,8 +464,8 @@ class Store:
             if pinned is not None:
                 self._pinned_hits += int(np.count_nonzero(pinned[inverse]))
         if tier is None:
-            return loc, kernels.NO_ROWS, extra, None
-        kernels.scatter_rows(tier.slab(name), dest, extra)
+            return loc, NO_RECORDS, extra, None
+        copy_records(tier.slab(name), dest, extra)
         if count:
             self._stats.rows_admitted += int(np.count_nonzero(dest >= 0))
         if allowed is not None:
@@ -576,7 +579,9 @@ class Store:
                 with self.reading() as txn:
                     for name, idx, off, weights, mode_code, out in checked:
                         loc, slab, extra, pending = self._locate(txn, name, idx)
-                        kernels.pool_rows_unchecked(slab, extra, loc, off, weights, mode_code, out)
+                        config = self.tables[name]
+                        pool_records(slab, extra, loc, off, weights, mode_code, pages.DTYPE_CODES[config.dtype], config.dim,
+                                     out)
                         self._admit(name, pending)
             for _, idx, off, *_ in checked:
                 self._stats.lookups += idx.size
@@ -588,7 +593,9 @@ class Store:
         """Pool requests whose tables are wholly in DRAM: no read transaction, and the kernel checks
         the ids' range as it reads them (their one other pass); a bad id raises before any count changes."""
         for name, idx, off, weights, mode_code, out in checked:
-            if not kernels.pool_ids(self._tier_of[name].slab(name), idx, off, weights, mode_code, out):
+            config = self.tables[name]
+            if not pool_record_ids(self._tier_of[name].slab(name), idx, off, weights, mode_code,
+                                   pages.DTYPE_CODES[config.dtype], config.dim, out):
                 raise_out_of_range("indices", idx, self.tables[name].num_rows, name)
         for name, idx, *_ in checked:
             self._stats.dram_hits += idx.size
@@ -601,7 +608,7 @@ class Store:
         with self._lock, self.reading() as txn:
             loc, slab, extra, pending = self._locate(txn, table, idx)
             out = np.empty((idx.size, config.dim), dtype=np.float32)
-            kernels.gather_rows(slab, extra, loc, out)
+            gather_records(slab, extra, loc, pages.DTYPE_CODES[config.dtype], config.dim, out)
             self._admit(table, pending)
             return out
 
