@@ -16,7 +16,8 @@ The first ``--warm-batches`` batches warm the caches and are not counted.
 Hit rates are per request (``request``: every index, as ``Store.stats()`` counts
 them) and per distinct row of a batch (``distinct``: the rows a miss makes the
 store read).  The issue's criterion: the default set-associative cache within 2
-percentage points of exact LRU on every trace.
+percentage points of exact LRU on every trace (``setassoc`` names the default:
+LFU with aging, 16 ways, TinyLFU filter).
 
 Run: ``python -m bench.bench_setassoc``.  One line per figure, then a JSON line with the config.
 """
@@ -49,7 +50,8 @@ class SetAssocBenchConfig:
     zipfs: str = "0.9,1.05,1.2"
     meta_tables: int = 32
     cache_fractions: str = "0.01,0.1,0.25"
-    setassoc: str = "setassoc-lru:ways=8;setassoc-lru:ways=16;setassoc-lru:ways=32;setassoc-lfu:ways=16"
+    setassoc: str = ("setassoc;setassoc-lfu:ways=8;setassoc-lfu:ways=32;setassoc-lfu:admission=none;"
+                     "setassoc-lru:admission=none;setassoc-lru")
     exact: str = "lru,s3fifo,belady"
     seed: int = 0
 

@@ -85,7 +85,7 @@ def batches_of(draw, n_keys, n_batches):
 def test_kernels_decide_as_the_plain_model(rule, ways, slots, data):
     from cache_policies.setassoc import AGE_PER_WAY
 
-    config = SetAssociative(rule, ways)
+    config = SetAssociative(rule, ways, "none")
     n_keys = data.draw(st.integers(1, 80))
     state = SetAssocState(config, slots, data.draw(st.sampled_from([None, n_keys])))  # int64 or int32 tags
     model = ModelCache(config, slots, AGE_PER_WAY)
@@ -123,7 +123,7 @@ def test_outcome_does_not_depend_on_the_thread_count(config, slots, seed):
 
 
 def test_ways_touched_by_a_batch_are_never_victims():
-    state = SetAssocState(SetAssociative("lru", 4), 4)  # one set of four ways
+    state = SetAssocState(SetAssociative("lru", 4, "none"), 4)  # one set of four ways
     first, _ = state.serve(np.arange(4))
     assert np.all(first < 0) and state.occupied == 4
     hit_slots, slots = state.serve(np.array([0, 1, 2, 3, 10, 11]))
@@ -134,7 +134,7 @@ def test_ways_touched_by_a_batch_are_never_victims():
 
 
 def test_removed_keys_free_their_slots():
-    state = SetAssocState(SetAssociative("lfu", 8), 64)
+    state = SetAssocState(SetAssociative("lfu", 8, "none"), 64)
     keys = np.arange(50, dtype=np.int64)
     _, slots = state.serve(keys)
     freed = state.remove(np.array([3, 4, 1000]))
@@ -145,9 +145,10 @@ def test_removed_keys_free_their_slots():
 
 
 def test_names_and_configs_round_trip():
-    config = SetAssociative("lfu", 32, "tinylfu")
+    config = SetAssociative("lru", 32, "none")
     assert SetAssociative.from_json(config.to_json()) == config
-    assert parse("setassoc-lfu:ways=32,admission=tinylfu") == config
+    assert parse("setassoc-lru:ways=32,admission=none") == config
+    assert parse("setassoc-lfu") == SetAssociative("lfu", 16, "tinylfu")
     assert parse("setassoc") == SetAssociative()
     assert parse(config) is config
     assert is_setassoc("setassoc-lru") and is_setassoc(config) and not is_setassoc("lru")
@@ -166,8 +167,8 @@ def make_store(path, config, values):
     return path
 
 
-CACHES = ["setassoc-lru:ways=4", "setassoc-lfu:ways=8", "setassoc-lru:ways=2,admission=tinylfu",
-          "setassoc-lfu:ways=16,admission=tinylfu"]
+CACHES = ["setassoc-lru:ways=4,admission=none", "setassoc-lfu:ways=8,admission=none", "setassoc-lru:ways=2",
+          "setassoc"]
 
 
 @pytest.mark.parametrize("cache", CACHES)
@@ -301,3 +302,18 @@ def test_rows_are_cached_at_their_stored_width(tmp_path, dtype, stored):
             np.testing.assert_allclose(got, pool(expected, indices, np.append(offsets, 4000)), rtol=1e-5, atol=1e-4)
         assert store.stats()["dram"]["hits"] > 0
         assert store.stats()["dram"]["bytes_used"] <= rows * stored // 10
+
+
+def test_simulate_replays_set_associative_caches():
+    from cache_policies import simulate
+
+    rng = np.random.default_rng(2)
+    keys = (rng.zipf(1.2, 3000) - 1) % 500
+    ends = np.arange(100, 3001, 100)
+    direct = simulate_setassoc(keys, ends, "setassoc-lfu:ways=4", 64)
+    through = simulate(keys, "setassoc-lfu:ways=4", 64, batch_ends=ends)
+    assert (through.hits, through.misses) == (direct.hits, direct.misses)
+    one_by_one = simulate(keys, SetAssociative("lru", 4, "none"), 64)
+    assert one_by_one.n_requests == keys.size and one_by_one.hits > 0
+    with pytest.raises(ValueError, match="set-associative"):
+        simulate(keys, "lru", 64, batch_ends=ends)
