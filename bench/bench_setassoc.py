@@ -9,8 +9,10 @@ each table probed, then its misses admitted), at ``--cache-fractions`` of all ro
   batch's distinct rows fed to :func:`cache_policies.simulate` in order.
 
 Traces: one table of ``--rows`` rows, batches of ``--bags`` x ``--pooling`` Zipf
-indices for each exponent of ``--zipfs``; and the ``meta2022`` preset scaled to
-``--meta-tables`` tables (all tables share the cache, as one DRAM budget does in the store).
+indices for each exponent of ``--zipfs``; Zipf(1.05) whose popularity ranking
+slides by ``--drift`` of the rows per batch (hot rows turn cold, cold ones hot);
+and the ``meta2022`` preset scaled to ``--meta-tables`` tables (all tables share
+the cache, as one DRAM budget does in the store).
 The first ``--warm-batches`` batches warm the caches and are not counted.
 
 Hit rates are per request (``request``: every index, as ``Store.stats()`` counts
@@ -48,6 +50,7 @@ class SetAssocBenchConfig:
     batches: int = 300
     warm_batches: int = 100
     zipfs: str = "0.9,1.05,1.2"
+    drift: float = 0.0001
     meta_tables: int = 32
     cache_fractions: str = "0.01,0.1,0.25"
     setassoc: str = ("setassoc;setassoc-lfu:ways=8;setassoc-lfu:ways=32;setassoc-lfu:admission=none;"
@@ -75,7 +78,7 @@ def hit_rates(units, warm_units: int, total_rows: int, fraction: float, setassoc
     results = {}
     for name in setassoc:
         state = SetAssocState(parse(name), slots, total_rows)
-        hit = np.concatenate([state.serve(u)[0] >= 0 for u, _ in units])
+        hit = np.concatenate([state.serve(u, occurrences=m)[0] >= 0 for u, m in units])
         results[name] = _rates(hit, multiplicity, timed)
     stream = np.concatenate([u for u, _ in units])
     for name in exact:
@@ -96,6 +99,10 @@ def traces(config: SetAssocBenchConfig) -> dict[str, TraceSpec]:
                                                    pooling_dist="fixed"),),
                                  batch_size=config.bags, num_batches=total, seed=config.seed)
            for z in config.zipfs.split(",") if z}
+    if config.drift:
+        out[f"zipf1.05-drift{config.drift:g}"] = TraceSpec(
+            tables=(TableSpec("t", config.rows, zipf=1.05, pooling=config.pooling, pooling_dist="fixed"),),
+            batch_size=config.bags, num_batches=total, seed=config.seed, drift=config.drift)
     if config.meta_tables:
         out["meta2022"] = meta2022(num_tables=config.meta_tables, batch_size=config.bags, num_batches=total,
                                    seed=config.seed)

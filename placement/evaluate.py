@@ -101,7 +101,7 @@ def _replay_table_setassoc(indices, key_base, tier, positions, rows_per_page, st
     rows, multiplicity = batch_distinct(indices)
     outcome = tier[rows].astype(np.int64)
     to_cache = np.flatnonzero(outcome >= CACHED)
-    hit_slots, _ = state.serve(rows[to_cache] + key_base, outcome[to_cache] == CACHED)
+    hit_slots, _ = state.serve(rows[to_cache] + key_base, outcome[to_cache] == CACHED, multiplicity[to_cache])
     outcome[to_cache] = np.where(hit_slots >= 0, 2, 3)
     counters[:_N_TIERS] += np.bincount(outcome, minlength=_N_TIERS)
     counters[_N_TIERS:_PAGES] += np.bincount(outcome, weights=multiplicity, minlength=_N_TIERS).astype(np.int64)

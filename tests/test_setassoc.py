@@ -22,7 +22,8 @@ SETTINGS = settings(max_examples=60, deadline=None,
 
 
 class ModelCache:
-    """The set-associative rules written plainly, one key at a time (no sketch: ``admission="none"``)."""
+    """The set-associative rules written plainly, one key at a time (no sketch: ``admission="none"``);
+    a hit adds the key's occurrences in the batch to its way's counter."""
 
     def __init__(self, config: SetAssociative, slots: int, age_per_way: int):
         self.rule = config.rule
@@ -32,19 +33,19 @@ class ModelCache:
         self.age_every = age_per_way * self.ways
         self.tick = 0
 
-    def serve(self, keys):
+    def serve(self, keys, occurrences):
         self.tick += 1
         if not self.n_sets:
             return np.zeros(len(keys), dtype=bool)
         sets = set_of(np.asarray(keys, dtype=np.int64), self.n_sets)
         hit = []
-        for key, s in zip(keys, sets):
+        for key, s, occurs in zip(keys, sets, occurrences):
             way = next((w for w, e in enumerate(self.sets[s]) if e is not None and e[0] == key), None)
             hit.append(way is not None)
             if way is not None:
                 entry = self.sets[s][way]
                 entry[1] = self.tick
-                entry[2] = min(entry[2] + 1, 255)
+                entry[2] = min(entry[2] + occurs, 255)
         for key, s, was_hit in zip(keys, sets, hit):
             if was_hit:
                 continue
@@ -90,9 +91,9 @@ def test_kernels_decide_as_the_plain_model(rule, ways, slots, data):
     state = SetAssocState(config, slots, data.draw(st.sampled_from([None, n_keys])))  # int64 or int32 tags
     model = ModelCache(config, slots, AGE_PER_WAY)
     for batch in batches_of(data.draw, n_keys, data.draw(st.integers(1, 12))):
-        uniq, _ = batch_distinct(batch)
-        hit_slots, slots_after = state.serve(uniq)
-        np.testing.assert_array_equal(hit_slots >= 0, model.serve(list(uniq)))
+        uniq, occurrences = batch_distinct(batch)
+        hit_slots, slots_after = state.serve(uniq, occurrences=occurrences)
+        np.testing.assert_array_equal(hit_slots >= 0, model.serve(list(uniq), list(occurrences)))
         found = slots_after >= 0
         assert np.all(state.tags[slots_after[found]] == uniq[found])
         assert np.all(state.stamps[slots_after[found]] == state.tick)

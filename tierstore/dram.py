@@ -241,7 +241,8 @@ class DramTier:
         """Slab rows of ``table``'s pinned ``rows`` (the plan's pinned rows, in increasing order)."""
         return self.pinned_base[table] + np.arange(len(rows), dtype=np.int64)
 
-    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None,
+              occurrences: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Probe ``rows`` (distinct): ``(hit_slots, slots)`` as the other tiers return them, but this
         tier admits its misses only after pooling (:meth:`after_pool`, which the caller hands only
         the ``allowed`` ones), so both are the hit slots."""

@@ -198,7 +198,7 @@ in a closure variable, so that bounds-checked builds (the test suite's) and unch
 are cached apart."""
 
 
-def _build_unique_inverse(bounds_checked: bool):
+def _build_unique_inverse(bounds_checked: bool, counting: bool = False):
     @numba.njit(nogil=True, cache=True)
     def unique_inverse(ids):
         """Distinct ids in order of first occurrence, and where each id sits among them.
@@ -213,6 +213,8 @@ def _build_unique_inverse(bounds_checked: bool):
             Distinct values of ``ids`` in order of first occurrence.
         inverse : int64[n]
             ``ids[i] == uniq[inverse[i]]``.
+        occurrences : int64[u]
+            Only from :func:`unique_inverse_counts`: how often each distinct id occurs.
 
         Notes
         -----
@@ -233,6 +235,7 @@ def _build_unique_inverse(bounds_checked: bool):
         positions = np.full(1 << bits, -1, dtype=np.int32)
         uniq = np.empty(n, dtype=np.int64)
         inverse = np.empty(n, dtype=np.int64)
+        occurrences = np.zeros(n if counting else 0, dtype=np.int64)
         count = 0
         for i in range(n):
             ahead = i + PREFETCH_DISTANCE
@@ -247,18 +250,26 @@ def _build_unique_inverse(bounds_checked: bool):
                     positions[slot] = count
                     uniq[count] = key
                     inverse[i] = count
+                    if counting:
+                        occurrences[count] = 1
                     count += 1
                     break
                 if keys[slot] == key:
                     inverse[i] = position
+                    if counting:
+                        occurrences[position] += 1
                     break
                 slot = (slot + _unsigned(1)) & mask
+        if counting:
+            return uniq[:count].copy(), inverse, occurrences[:count].copy()
         return uniq[:count].copy(), inverse
 
     return unique_inverse
 
 
 unique_inverse = _build_unique_inverse(_BOUNDS_CHECKED)
+unique_inverse_counts = _build_unique_inverse(_BOUNDS_CHECKED, counting=True)
+""":func:`unique_inverse` that also returns how often each distinct id occurs."""
 
 
 @numba.njit(nogil=True, cache=True)

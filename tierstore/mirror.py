@@ -47,7 +47,8 @@ class MirrorTier:
         """True when every row of ``table`` is in DRAM (lookups skip the probe)."""
         return self.n_resident[table] == self.resident[table].size
 
-    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None,
+              occurrences: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Probe ``rows`` (distinct) and admit the missed ones (only those ``allowed``, if given) at their
         own slots.
 

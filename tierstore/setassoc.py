@@ -70,8 +70,10 @@ class SetAssocTier:
         """Slab rows of ``table``'s pinned ``rows`` (the plan's pinned rows, in increasing order)."""
         return self.pinned_base[table] + np.arange(len(rows), dtype=np.int64)
 
-    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Probe ``rows`` (distinct) and admit the missed ones (only those ``allowed``, if given).
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None,
+              occurrences: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probe ``rows`` (distinct; ``occurrences``: how often each occurs in the batch) and admit the
+        missed ones (only those ``allowed``, if given).
 
         Returns
         -------
@@ -81,7 +83,7 @@ class SetAssocTier:
             Slot of each row after the batch: a missed row admitted here must be
             written to its slot before it is read; ``-1`` where it was not admitted.
         """
-        return self.state.serve(rows + self.key_base[table], allowed)
+        return self.state.serve(rows + self.key_base[table], allowed, occurrences)
 
     def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is cached now (no replacement state changes)."""

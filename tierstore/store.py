@@ -439,12 +439,12 @@ class Store:
             return idx, tier.slab(name), NO_RECORDS, None
         if name in self._stale_pinned:
             self._load_pinned(txn, name)
-        uniq, inverse = kernels.unique_inverse(idx)
+        uniq, inverse, occurrences = kernels.unique_inverse_counts(idx)
         if tier is None:
             hit_slots = slots = np.full(uniq.size, -1, dtype=np.int64)
             allowed = pinned = None
         else:
-            hit_slots, slots, allowed, pinned = self._place(tier, name, uniq)
+            hit_slots, slots, allowed, pinned = self._place(tier, name, uniq, occurrences)
         missed = np.flatnonzero(hit_slots < 0)
         miss_rows = uniq[missed]
         dest = slots[missed]
@@ -473,13 +473,13 @@ class Store:
             return loc, tier.slab(name), extra, (miss_rows[offered], extra[offered])
         return loc, tier.slab(name), extra, (miss_rows, extra)
 
-    def _place(self, tier, name: str, uniq: np.ndarray):
-        """``tier.place`` of a batch's distinct rows under the plan's routes, if any: ``(hit_slots, slots,
-        allowed, pinned)``, where pinned rows hit their own slab rows and SSD-only rows are not
-        ``allowed`` into the cache (both None without a plan)."""
+    def _place(self, tier, name: str, uniq: np.ndarray, occurrences: np.ndarray):
+        """``tier.place`` of a batch's distinct rows (occurring ``occurrences`` times each) under the plan's
+        routes, if any: ``(hit_slots, slots, allowed, pinned)``, where pinned rows hit their own slab
+        rows and SSD-only rows are not ``allowed`` into the cache (both None without a plan)."""
         route = self._routes.get(name)
         if route is None:
-            hit_slots, slots = tier.place(name, uniq)
+            hit_slots, slots = tier.place(name, uniq, occurrences=occurrences)
             return hit_slots, slots, None, None
         to_tier = route[uniq].astype(np.int64)
         pinned = to_tier >= 0
@@ -487,7 +487,7 @@ class Store:
         allowed = np.ones(uniq.size, dtype=np.bool_)
         allowed[rest] = to_tier[rest] == ROUTE_CACHED
         hit_slots, slots = to_tier, to_tier.copy()
-        hit_slots[rest], slots[rest] = tier.place(name, uniq[rest], allowed[rest])
+        hit_slots[rest], slots[rest] = tier.place(name, uniq[rest], allowed[rest], occurrences[rest])
         return hit_slots, slots, allowed, pinned
 
     def _admit(self, name: str, pending, count: bool = True) -> None:
