@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
-from ._prefetch import prefetch_item
+from ._memory import aligned_empty, prefetch_cell
 
 EMPTY = -1
 RULES = ("lru", "lfu")
@@ -65,6 +65,9 @@ SKETCH_PER_WAY = 4
 SKETCH_RESET_PER_WAY = 16
 PROBE_PREFETCH_DISTANCE = 32
 """Keys ahead whose set :func:`serve` prefetches as it probes (each set is a random read)."""
+ADMIT_PREFETCH_DISTANCE = 16
+"""Keys ahead whose set :func:`serve` prefetches again as it admits (a thread probes all its keys
+first, so the lines of its first keys may have left the caches by then)."""
 NAME_PREFIX = "setassoc"
 DEFAULT_RULE = "lfu"
 DEFAULT_WAYS = 16
@@ -182,87 +185,80 @@ def set_of(keys, n_sets):
 
 @numba.njit(inline="always")
 def _sketch_index(key, depth, size):
-    h = (np.uint64(key) ^ np.uint64(depth + 1)) * _MIX
-    return np.int64(((h >> _U16) & np.uint64(0xFFFFFFFF)) % np.uint64(size))
+    """Counter ``depth`` (0 or 1) of ``key`` among a set's ``size``: two halves of one 64-bit hash,
+    each mapped onto ``[0, size)`` by a multiply-shift (no division)."""
+    h = (np.uint64(key) ^ _U32) * _MIX
+    half = (h >> _U32) if depth else (h & np.uint64(0xFFFFFFFF))
+    return np.int64((half * np.uint64(size)) >> _U32)
 
 
 @numba.njit(inline="always")
-def _estimate(sketch, first, size, key):
-    a = sketch[first + _sketch_index(key, 0, size)]
-    b = sketch[first + _sketch_index(key, 1, size)]
-    return min(a, b)
+def _estimate(sketch, s, size, key):
+    return min(sketch[s, _sketch_index(key, 0, size)], sketch[s, _sketch_index(key, 1, size)])
 
 
 @numba.njit(inline="always")
 def _count_key(sketch, sketch_adds, s, size, key, amount):
-    """Add ``key`` to set ``s``'s sketch (conservative update), halving the sketch every
-    ``SKETCH_RESET_PER_WAY * ways`` increments."""
-    first = s * size
-    i0 = first + _sketch_index(key, 0, size)
-    i1 = first + _sketch_index(key, 1, size)
-    low = min(sketch[i0], sketch[i1])
+    """Add ``amount`` to ``key``'s counters in set ``s``'s sketch (conservative update), halving the
+    sketch every ``SKETCH_RESET_PER_WAY * ways`` occurrences."""
+    i0 = _sketch_index(key, 0, size)
+    i1 = _sketch_index(key, 1, size)
+    low = min(sketch[s, i0], sketch[s, i1])
     raised = min(np.int64(low) + amount, MAX_COUNT)
-    if sketch[i0] == low:
-        sketch[i0] = raised
-    if sketch[i1] == low:
-        sketch[i1] = raised
+    if sketch[s, i0] == low:
+        sketch[s, i0] = raised
+    if sketch[s, i1] == low:
+        sketch[s, i1] = raised
     sketch_adds[s] += amount
     if sketch_adds[s] >= SKETCH_RESET_PER_WAY * size // SKETCH_PER_WAY:
         sketch_adds[s] = 0
-        for j in range(first, first + size):
-            sketch[j] >>= 1
+        for j in range(size):
+            sketch[s, j] >>= 1
 
 
 @numba.njit(inline="always")
-def _victim(tags, stamps, counts, base, ways, tick, rule):
-    """The way of the set at ``base`` to replace: the first empty way, else the rule's choice among
-    ways not touched by this batch; ``-1`` when the batch touched every way.
+def _victim(tags, stamps, counts, s, ways, tick, rule):
+    """The way of set ``s`` to replace: the first empty way, else the rule's choice among ways not
+    touched by this batch; ``-1`` when the batch touched every way.
 
     Branch-free: each way gets a rank (-1 empty, the tick for LRU, counter then tick for
     LFU, ``_TOUCHED`` if the batch touched it) and the least ``(rank, way)`` wins.
     """
     best = _NONE_LEFT
     for w in range(ways):
-        slot = base + w
-        stamp = np.int64(stamps[slot])
-        rank = (np.int64(counts[slot]) << 32) | stamp if rule == RULE_LFU else stamp
-        rank = -1 if tags[slot] == EMPTY else (_TOUCHED if stamp == tick else rank)
+        stamp = np.int64(stamps[s, w])
+        rank = (np.int64(counts[s, w]) << 32) | stamp if rule == RULE_LFU else stamp
+        rank = -1 if tags[s, w] == EMPTY else (_TOUCHED if stamp == tick else rank)
         best = min(best, ((rank + 1) << 6) | w)
-    return -1 if best >= _NONE_LEFT else base + (best & 63)
+    return -1 if best >= _NONE_LEFT else best & 63
 
 
 @numba.njit(inline="always")
-def _age(counts, set_inserts, s, base, ways):
+def _age(counts, set_inserts, s, ways):
     set_inserts[s] += 1
     if set_inserts[s] >= AGE_PER_WAY * ways:
         set_inserts[s] = 0
-        for slot in range(base, base + ways):
-            counts[slot] >>= 1
+        for w in range(ways):
+            counts[s, w] >>= 1
 
 
 @numba.njit(inline="always")
-def _prefetch_set(tags, stamps, counts, set_inserts, sketch, sketch_adds, s, ways, rule, tinylfu, sketch_size):
-    first = s * ways
-    prefetch_item(tags, first)
-    prefetch_item(tags, first + ways - 1)
-    prefetch_item(stamps, first)
-    if rule == RULE_LFU:
-        prefetch_item(counts, first)
-        prefetch_item(set_inserts, s)
-    if tinylfu:
-        prefetch_item(sketch, s * sketch_size)
-        prefetch_item(sketch_adds, s)
+def _prefetch_set(record, s):
+    """Prefetch set ``s``'s record (its tags, ticks, counters and sketch: a few adjacent lines)."""
+    for offset in range(0, record.shape[1], 64):
+        prefetch_cell(record, s, offset)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, occurrences, tick, rule, tinylfu,
+def serve(record, tags, stamps, counts, set_inserts, sketch, sketch_adds, keys, occurrences, tick, rule, tinylfu,
           allowed, hit_slots, slots, n_threads):
     """Serve one batch of distinct ``keys``: find each in its set, then admit the missed ones.
 
     Parameters
     ----------
-    tags, stamps, counts, set_inserts, sketch, sketch_adds
-        The cache's state (:class:`SetAssocState`); changed in place.
+    record, tags, stamps, counts, set_inserts, sketch, sketch_adds
+        The cache's state (:class:`SetAssocState`: ``record`` holds one row per set,
+        the others are views of its columns); changed in place.
     keys : int64[n]
         The batch's distinct keys, in batch order.
     occurrences : int64[n] or int64[0]
@@ -273,7 +269,7 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
     allowed : bool[n] or bool[0]
         Keys that may be admitted (empty: all).
     hit_slots : int64[n]
-        Written: each key's slot before admission (``-1``: missed).
+        Written: each key's slot (``set * ways + way``) before admission (``-1``: missed).
     slots : int64[n]
         Written: each key's slot after the batch (``-1``: missed and not admitted).
     n_threads : int
@@ -281,8 +277,7 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
         (counting sort, batch order kept); each owner probes its keys in batch order
         (a hit stamps the way with ``tick`` and, under ``"lfu"``, counts it), then
         admits its missed keys in batch order.  A set is only ever touched by its
-        owner, and its lines, fetched by the probe, are still cached when its misses
-        are admitted.
+        owner.
 
     Returns
     -------
@@ -290,8 +285,8 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
         Slots that were empty and now hold a key.
     """
     n = keys.size
-    n_sets = tags.size // ways
-    sketch_size = sketch.size // n_sets if n_sets else 0
+    n_sets, ways = tags.shape
+    sketch_size = sketch.shape[1]
     every_key = allowed.size == 0
     once = occurrences.size == 0
     n_parts = min(n_threads, max(n_sets, 1))
@@ -324,24 +319,26 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
         n_queued = 0
         for j in range(lo, hi):
             if j + PROBE_PREFETCH_DISTANCE < hi:
-                _prefetch_set(tags, stamps, counts, set_inserts, sketch, sketch_adds,
-                              set_of_key[order[j + PROBE_PREFETCH_DISTANCE]], ways, rule, tinylfu, sketch_size)
+                _prefetch_set(record, set_of_key[order[j + PROBE_PREFETCH_DISTANCE]])
             key = keys[order[j]]
-            base = set_of_key[order[j]] * ways
+            s = set_of_key[order[j]]
             found = 0
             for w in range(ways):
-                found = max(found, w + 1 if tags[base + w] == key else 0)
+                found = max(found, w + 1 if tags[s, w] == key else 0)
             slot = -1
             if found:
-                slot = base + found - 1
-                stamps[slot] = tick
+                w = found - 1
+                slot = s * ways + w
+                stamps[s, w] = tick
                 if rule == RULE_LFU:
-                    counts[slot] = min(np.int64(counts[slot]) + (1 if once else occurrences[order[j]]), MAX_COUNT)
+                    counts[s, w] = min(np.int64(counts[s, w]) + (1 if once else occurrences[order[j]]), MAX_COUNT)
             found_at[j] = placed_at[j] = slot
             if tinylfu or not found:
                 queue[n_queued] = j
                 n_queued += 1
         for k in range(n_queued):
+            if k + ADMIT_PREFETCH_DISTANCE < n_queued:
+                _prefetch_set(record, set_of_key[order[queue[k + ADMIT_PREFETCH_DISTANCE]]])
             j = queue[k]
             i = order[j]
             s = set_of_key[i]
@@ -352,22 +349,19 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
                     continue
             if not (every_key or allowed[i]):
                 continue
-            base = s * ways
-            slot = _victim(tags, stamps, counts, base, ways, tick, rule)
-            if slot < 0:
+            w = _victim(tags, stamps, counts, s, ways, tick, rule)
+            if w < 0:
                 continue
-            if tags[slot] == EMPTY:
+            if tags[s, w] == EMPTY:
                 filled += 1
-            elif tinylfu:
-                first = s * sketch_size
-                if _estimate(sketch, first, sketch_size, key) <= _estimate(sketch, first, sketch_size, tags[slot]):
-                    continue
-            tags[slot] = key
-            stamps[slot] = tick
+            elif tinylfu and _estimate(sketch, s, sketch_size, key) <= _estimate(sketch, s, sketch_size, tags[s, w]):
+                continue
+            tags[s, w] = key
+            stamps[s, w] = tick
             if rule == RULE_LFU:
-                counts[slot] = 1
-                _age(counts, set_inserts, s, base, ways)
-            placed_at[j] = slot
+                counts[s, w] = 1
+                _age(counts, set_inserts, s, ways)
+            placed_at[j] = s * ways + w
     for j in range(n):
         hit_slots[order[j]] = found_at[j]
         slots[order[j]] = placed_at[j]
@@ -375,36 +369,48 @@ def serve(tags, stamps, counts, set_inserts, sketch, sketch_adds, ways, keys, oc
 
 
 @numba.njit(inline="always")
-def _find(tags, ways, n_sets, key):
+def _find(tags, key):
     """Slot holding ``key``, or ``-1``."""
-    base = _set_of(key, n_sets) * ways
+    n_sets, ways = tags.shape
+    s = _set_of(key, n_sets)
     for w in range(ways):
-        if tags[base + w] == key:
-            return base + w
+        if tags[s, w] == key:
+            return s * ways + w
     return -1
 
 
 @numba.njit(cache=True, nogil=True)
-def find(tags, ways, keys):
+def find(tags, keys):
     """Slot holding each key (``-1`` where it is not cached); changes nothing."""
-    n_sets = tags.size // ways
     slots = np.empty(keys.size, dtype=np.int64)
     for i in range(keys.size):
-        slots[i] = _find(tags, ways, n_sets, keys[i])
+        slots[i] = _find(tags, keys[i])
     return slots
 
 
 @numba.njit(cache=True, nogil=True)
-def remove(tags, ways, keys):
+def remove(tags, keys):
     """Drop ``keys`` from the cache; returns the freed slot of each (``-1`` where it was not cached)."""
-    n_sets = tags.size // ways
+    ways = tags.shape[1]
     freed = np.empty(keys.size, dtype=np.int64)
     for i in range(keys.size):
-        slot = _find(tags, ways, n_sets, keys[i])
+        slot = _find(tags, keys[i])
         if slot >= 0:
-            tags[slot] = EMPTY
+            tags[slot // ways, slot % ways] = EMPTY
         freed[i] = slot
     return freed
+
+
+def _record_layout(ways: int, tag_bytes: int, tinylfu: bool) -> dict:
+    """Byte offsets of a set's fields in its record, and the record's size (whole cache lines)."""
+    layout = {"tags": 0, "stamps": ways * tag_bytes}
+    layout["counts"] = layout["stamps"] + 4 * ways
+    layout["set_inserts"] = -(-(layout["counts"] + ways) // 4) * 4
+    layout["sketch_adds"] = layout["set_inserts"] + 4
+    layout["sketch"] = layout["sketch_adds"] + 4
+    end = layout["sketch"] + (SKETCH_PER_WAY * ways if tinylfu else 0)
+    layout["size"] = -(-end // 64) * 64
+    return layout
 
 
 class SetAssocState:
@@ -423,15 +429,26 @@ class SetAssocState:
     def __init__(self, config: SetAssociative, slots: int, key_limit: int | None = None):
         self.config = config
         self.n_sets, self.ways = geometry(int(slots), config.ways)
-        n = self.n_sets * self.ways
         narrow = key_limit is not None and key_limit <= np.iinfo(np.int32).max
-        self.tags = np.full(n, EMPTY, dtype=np.int32 if narrow else np.int64)
-        self.stamps = np.zeros(n, dtype=np.uint32)
-        self.counts = np.zeros(n if config.rule == "lfu" else 0, dtype=np.uint8)
+        tag_type = np.int32 if narrow else np.int64
         tinylfu = config.admission == "tinylfu"
-        self.sketch = np.zeros(self.n_sets * SKETCH_PER_WAY * self.ways if tinylfu else 0, dtype=np.uint8)
-        self.set_inserts = np.zeros(self.n_sets if config.rule == "lfu" else 0, dtype=np.int32)
-        self.sketch_adds = np.zeros(self.n_sets if tinylfu else 0, dtype=np.int32)
+        layout = _record_layout(self.ways, np.dtype(tag_type).itemsize, tinylfu)
+        #: One row per set: its ``ways`` tags, ticks and counters, its two counts and its sketch,
+        #: in whole cache lines side by side; the attributes below are views of its columns.
+        self.record = aligned_empty((self.n_sets, layout["size"]), np.uint8, 64)
+        self.record[:] = 0
+        w = self.ways
+
+        def column(name, width, dtype):
+            return self.record[:, layout[name] : layout[name] + width * np.dtype(dtype).itemsize].view(dtype)
+
+        self.tags = column("tags", w, tag_type)
+        self.tags[:] = EMPTY
+        self.stamps = column("stamps", w, np.uint32)
+        self.counts = column("counts", w, np.uint8)
+        self.set_inserts = column("set_inserts", 1, np.int32)[:, 0]
+        self.sketch_adds = column("sketch_adds", 1, np.int32)[:, 0]
+        self.sketch = column("sketch", SKETCH_PER_WAY * w if tinylfu else 0, np.uint8)
         self.tick = np.uint32(0)
         self.occupied = 0
         self._rule = RULES.index(config.rule)
@@ -440,7 +457,11 @@ class SetAssocState:
     @property
     def slots(self) -> int:
         """Slots in use (``n_sets * ways``)."""
-        return self.tags.size
+        return self.n_sets * self.ways
+
+    def keys(self) -> np.ndarray:
+        """The key held by each slot (``EMPTY`` where none), a flat copy."""
+        return self.tags.reshape(-1).astype(np.int64)
 
     def _next_tick(self) -> np.uint32:
         if self.tick == np.iinfo(np.uint32).max:
@@ -477,8 +498,8 @@ class SetAssocState:
             hit_slots.fill(-1)
             return hit_slots, hit_slots.copy()
         slots = np.empty(n, dtype=np.int64)
-        self.occupied += serve(self.tags, self.stamps, self.counts, self.set_inserts, self.sketch, self.sketch_adds,
-                               self.ways, keys, _NO_COUNTS if occurrences is None else occurrences,
+        self.occupied += serve(self.record, self.tags, self.stamps, self.counts, self.set_inserts, self.sketch,
+                               self.sketch_adds, keys, _NO_COUNTS if occurrences is None else occurrences,
                                self._next_tick(), self._rule, self._tinylfu,
                                _NO_MASK if allowed is None else allowed, hit_slots, slots, numba.get_num_threads())
         return hit_slots, slots
@@ -487,13 +508,13 @@ class SetAssocState:
         """Slot holding each key (``-1`` where it is not cached), without touching any state."""
         if self.n_sets == 0:
             return np.full(keys.size, -1, dtype=np.int64)
-        return find(self.tags, self.ways, np.ascontiguousarray(keys, dtype=np.int64))
+        return find(self.tags, np.ascontiguousarray(keys, dtype=np.int64))
 
     def remove(self, keys: np.ndarray) -> np.ndarray:
         """Drop ``keys``; the freed slot of each (``-1`` where it was not cached)."""
         if self.n_sets == 0:
             return np.full(keys.size, -1, dtype=np.int64)
-        freed = remove(self.tags, self.ways, np.ascontiguousarray(keys, dtype=np.int64))
+        freed = remove(self.tags, np.ascontiguousarray(keys, dtype=np.int64))
         self.occupied -= int(np.count_nonzero(freed >= 0))
         return freed
 

@@ -95,9 +95,9 @@ def test_kernels_decide_as_the_plain_model(rule, ways, slots, data):
         hit_slots, slots_after = state.serve(uniq, occurrences=occurrences)
         np.testing.assert_array_equal(hit_slots >= 0, model.serve(list(uniq), list(occurrences)))
         found = slots_after >= 0
-        assert np.all(state.tags[slots_after[found]] == uniq[found])
-        assert np.all(state.stamps[slots_after[found]] == state.tick)
-        held = state.tags[state.tags != EMPTY]
+        assert np.all(state.keys()[slots_after[found]] == uniq[found])
+        assert np.all(state.stamps.reshape(-1)[slots_after[found]] == state.tick)
+        held = state.keys()[state.keys() != EMPTY]
         assert sorted(held.tolist()) == model.contents()
         assert held.size == np.unique(held).size == state.occupied <= state.slots
 
@@ -115,7 +115,7 @@ def test_outcome_does_not_depend_on_the_thread_count(config, slots, seed):
         numba.set_num_threads(threads)
         try:
             state = SetAssocState(config, slots)
-            runs.append([state.serve(b) for b in batches] + [(state.tags.copy(), state.stamps.copy())])
+            runs.append([state.serve(b) for b in batches] + [(state.record.copy(),)])
         finally:
             numba.set_num_threads(before)
     for one, other in zip(*runs):

@@ -36,7 +36,7 @@ def tier_state(tier):
     if hasattr(tier, "row2slot"):
         return [tier.row2slot.copy()]
     if hasattr(tier, "state"):
-        return [tier.state.tags.copy(), tier.state.stamps.copy(), tier.state.counts.copy()]
+        return [tier.state.record.copy()]
     return [r.copy() for r in tier.resident.values()]
 
 

@@ -42,8 +42,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from cache_policies._prefetch import emit_prefetch as _emit_prefetch
-from cache_policies._prefetch import prefetch_item as _prefetch_item
+from cache_policies._memory import aligned_empty  # noqa: F401  (tierstore's slabs are allocated with it)
+from cache_policies._memory import emit_prefetch as _emit_prefetch
+from cache_policies._memory import item_pointer as _item_pointer
+from cache_policies._memory import prefetch_item as _prefetch_item
 from tierstore.validate import id_range
 
 MODE_SUM, MODE_MEAN, MODE_MAX = 0, 1, 2
@@ -64,21 +66,6 @@ float16 records (a uint16 view); int8 and int4 records (uint8: ``dim`` codes, or
 bytes of two 4-bit codes, low nibble first, then float32 scale and bias; value = code * scale + bias)."""
 
 _unsigned = np.uint64
-
-
-def _item_pointer(context, builder, sig, args):
-    """Pointer to ``array[index...]`` for an intrinsic whose arguments are ``(array, *index, ...)``
-    (as many index arguments as the array has dimensions; no bounds check)."""
-    array_type = sig.args[0]
-    array_struct = context.make_array(array_type)(context, builder, args[0])
-    ndim = array_type.ndim
-    index = [context.cast(builder, value, typ, types.intp) for value, typ in zip(args[1 : 1 + ndim], sig.args[1:])]
-    return cgutils.get_item_pointer2(
-        context, builder, array_struct.data,
-        cgutils.unpack_tuple(builder, array_struct.shape),
-        cgutils.unpack_tuple(builder, array_struct.strides),
-        array_type.layout, index, wraparound=False, boundscheck=False,
-    )
 
 
 @intrinsic
@@ -165,28 +152,6 @@ def _store_row(typingctx, out, row, values):
     return signature, codegen
 
 
-def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
-
-    Parameters
-    ----------
-    shape : int or tuple of int
-    dtype : numpy dtype
-    alignment : int
-        Power of two, in bytes (a page by default, so rows of 2^k bytes never straddle pages).
-
-    Returns
-    -------
-    ndarray
-        A view into a slightly larger buffer (which it keeps alive).
-    """
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise ValueError(f"alignment must be a positive power of two, got {alignment}")
-    shape = (shape,) if np.isscalar(shape) else tuple(shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    buffer = np.empty(nbytes + alignment, dtype=np.uint8)
-    start = (-buffer.ctypes.data) % alignment
-    return buffer[start : start + nbytes].view(dtype).reshape(shape)
 
 
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)

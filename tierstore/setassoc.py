@@ -100,8 +100,8 @@ class SetAssocTier:
     def resident_rows(self, table: str) -> int:
         """Rows of ``table`` cached now."""
         base = self.key_base[table]
-        tags = self.state.tags
-        return int(np.count_nonzero((tags >= base) & (tags < base + self.num_rows[table])))
+        keys = self.state.keys()
+        return int(np.count_nonzero((keys >= base) & (keys < base + self.num_rows[table])))
 
     @property
     def used_bytes(self) -> int:
