@@ -48,16 +48,27 @@ def prefetch_item(typingctx, array, index):
     return signature, codegen
 
 
-@intrinsic
-def prefetch_cell(typingctx, array, row, col):
-    """Prefetch (into every cache level) the cache line holding ``array[row, col]`` of a 2-D array."""
-    signature = types.void(array, row, col)
+def _cell_prefetcher(locality: int):
+    """An intrinsic ``prefetch(array, row, col)`` of the cache line holding ``array[row, col]`` (2-D) into
+    the levels ``locality`` names (see :func:`emit_prefetch`)."""
 
-    def codegen(context, builder, sig, args):
-        emit_prefetch(builder, item_pointer(context, builder, sig, args), 3)
-        return context.get_dummy_value()
+    @intrinsic
+    def prefetch(typingctx, array, row, col):
+        signature = types.void(array, row, col)
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):
+            emit_prefetch(builder, item_pointer(context, builder, sig, args), locality)
+            return context.get_dummy_value()
+
+        return signature, codegen
+
+    return prefetch
+
+
+prefetch_cell = _cell_prefetcher(3)
+"""Prefetch the cache line holding ``array[row, col]`` of a 2-D array into every cache level."""
+prefetch_cell_l2 = _cell_prefetcher(2)
+"""Prefetch the cache line holding ``array[row, col]`` of a 2-D array into L2 (``prefetcht1``)."""
 
 
 def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:

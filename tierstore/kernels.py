@@ -43,8 +43,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from cache_policies._memory import aligned_empty  # noqa: F401  (tierstore's slabs are allocated with it)
-from cache_policies._memory import emit_prefetch as _emit_prefetch
 from cache_policies._memory import item_pointer as _item_pointer
+from cache_policies._memory import prefetch_cell_l2 as _prefetch
 from cache_policies._memory import prefetch_item as _prefetch_item
 from tierstore.validate import id_range
 
@@ -66,18 +66,6 @@ float16 records (a uint16 view); int8 and int4 records (uint8: ``dim`` codes, or
 bytes of two 4-bit codes, low nibble first, then float32 scale and bias; value = code * scale + bias)."""
 
 _unsigned = np.uint64
-
-
-@intrinsic
-def _prefetch(typingctx, array, row, col):
-    """Prefetch (for reading, into L2) the cache line holding ``array[row, col]``."""
-    signature = types.void(array, row, col)
-
-    def codegen(context, builder, sig, args):
-        _emit_prefetch(builder, _item_pointer(context, builder, sig, args), 2)
-        return context.get_dummy_value()
-
-    return signature, codegen
 
 
 @intrinsic
