@@ -27,17 +27,17 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
-from tierstore import kernels, pages
-from tierstore.config import TableConfig
 from cache_policies.setassoc import SetAssociative, is_setassoc
 from cache_policies.setassoc import parse as parse_setassoc
+from tierstore import kernels, pages
+from tierstore.config import TableConfig
 from tierstore.dram import DramTier
+from tierstore.ingest import iter_row_chunks
+from tierstore.lmdb_direct import open_direct
 from tierstore.mirror import MirrorTier
 from tierstore.plans import ROUTE_CACHED, live_plan
 from tierstore.pool_records import copy_records, gather_records, pool_record_ids, pool_records
 from tierstore.setassoc import SetAssocTier
-from tierstore.ingest import iter_row_chunks
-from tierstore.lmdb_direct import open_direct
 from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
 from tierstore.validate import as_ids, check_bags, raise_out_of_range
@@ -580,8 +580,8 @@ class Store:
                     for name, idx, off, weights, mode_code, out in checked:
                         loc, slab, extra, pending = self._locate(txn, name, idx)
                         config = self.tables[name]
-                        pool_records(slab, extra, loc, off, weights, mode_code, pages.DTYPE_CODES[config.dtype], config.dim,
-                                     out)
+                        pool_records(slab, extra, loc, off, weights, mode_code, pages.DTYPE_CODES[config.dtype],
+                                     config.dim, out)
                         self._admit(name, pending)
             for _, idx, off, *_ in checked:
                 self._stats.lookups += idx.size
