@@ -3,7 +3,7 @@
 >>> import tierstore
 >>> store = tierstore.create("/tmp/emb", [tierstore.TableConfig("user", 1_000_000, 64)])
 >>> store.load("user", "user.npy")                       # doctest: +SKIP
->>> store = tierstore.open("/tmp/emb", dram_cache_bytes=256 << 20, policy="s3fifo")  # doctest: +SKIP
+>>> store = tierstore.open("/tmp/emb", dram_cache_bytes=256 << 20)  # set-associative cache  # doctest: +SKIP
 >>> pooled = store.lookup("user", indices, offsets, mode="sum")                      # doctest: +SKIP
 """
 

@@ -30,6 +30,7 @@ import numpy as np
 import zstandard
 
 from tierstore.errors import CorruptStoreError
+from tierstore.config import record_bytes
 from tierstore.kernels import _prefetch_item, _store_row
 
 MAGIC = b"TSPG"
@@ -134,33 +135,42 @@ def _write_header(buf, start, codec, dtype_code, n_rows, payload_bytes):
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _quantize(rows, records):
+def _quantize(rows, records, levels):
+    """Row-wise quantization to codes ``0 .. levels``: 255 (int8, a byte a code) or 15 (int4, two codes
+    a byte, low nibble first); the codes, then float32 scale and bias, fill ``records``."""
     n, dim = rows.shape
+    codes = records.shape[1] - 8
     scales = np.empty(n, dtype=np.float32)
     biases = np.empty(n, dtype=np.float32)
     for r in numba.prange(n):
         row = rows[r]
         lo = row.min()
-        scale = (row.max() - lo) / np.float32(255.0)
+        scale = (row.max() - lo) / np.float32(levels)
         inv = np.float32(0.0) if scale == 0 else np.float32(1.0) / scale
         rec = records[r]
+        rec[:codes] = 0
         for j in range(dim):
-            rec[j] = np.uint8(min(255.0, max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
+            q = np.uint8(min(np.float32(levels), max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
+            if levels == 255:
+                rec[j] = q
+            else:
+                rec[j >> 1] |= q << ((j & 1) << 2)
         scales[r] = scale
         biases[r] = lo
-    records[:, dim : dim + 4] = scales.view(np.uint8).reshape(n, 4)
-    records[:, dim + 4 : dim + 8] = biases.view(np.uint8).reshape(n, 4)
+    records[:, codes : codes + 4] = scales.view(np.uint8).reshape(n, 4)
+    records[:, codes + 4 : codes + 8] = biases.view(np.uint8).reshape(n, 4)
 
 
 def to_records(rows: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, TableConfig.row_bytes]`` (int8 rows quantized here)."""
+    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, record_bytes(dtype, dim)]`` (int8 rows
+    quantized here; also int4, a record format of :mod:`tierstore.pool_records`)."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if dtype == "float32":
         return rows.view(np.uint8)
     if dtype == "float16":
         return rows.astype(np.float16).view(np.uint8)
-    records = np.empty((rows.shape[0], rows.shape[1] + 8), dtype=np.uint8)
-    _quantize(rows, records)
+    records = np.empty((rows.shape[0], record_bytes(dtype, rows.shape[1])), dtype=np.uint8)
+    _quantize(rows, records, 15 if dtype == "int4" else 255)
     return records
 
 

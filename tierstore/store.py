@@ -30,6 +30,8 @@ from pathlib import Path
 import lmdb
 import numpy as np
 
+from cache_policies.setassoc import SetAssociative, is_setassoc
+from cache_policies.setassoc import parse as parse_setassoc
 from tierstore import environment, kernels, pages
 from tierstore.check import check_store
 from tierstore.config import TableConfig
@@ -48,10 +50,16 @@ from tierstore.meta import (
     write_commit,
 )
 from tierstore.model_info import ModelInfo
+from tierstore.mirror import MirrorTier
+from tierstore.plans import ROUTE_CACHED, live_plan
+from tierstore.pool_records import copy_records, gather_records, pool_record_ids, pool_records
+from tierstore.setassoc import SetAssocTier
 from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
 from tierstore.validate import as_ids, check_bags, check_update, raise_out_of_range
 
+NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
+"""An ``extra`` (or slab) with no records."""
 META_DB = b"__meta__"
 POSITIONS_CHUNK = 1 << 20
 DEFAULT_MAP_SIZE = 1 << 40
@@ -142,8 +150,8 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
         raise
 
 
-def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = True, tables=None,
-         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap") -> "Store":
+def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
+         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", plan=None) -> "Store":
     """Open an existing store.
 
     Handles on the same store in one process share its LMDB environment (the first
@@ -157,8 +165,21 @@ def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = 
     dram_cache_bytes : int or dict
         An int is one DRAM budget shared by every table; a dict ``{table: bytes}``
         gives tables their own budgets (tables left out get no DRAM cache).
-    policy : str or cache_policies.Policy
-        DRAM eviction policy.
+    policy : None, str, SetAssociative or cache_policies.Policy
+        What runs the DRAM cache, one of two kinds:
+
+        - **set-associative** (the default, for speed): ``None`` (the default rule
+          and ways), ``"setassoc"``, ``"setassoc-<rule>"`` (``lru``, ``lfu``),
+          optionally with ``":ways=W,admission=tinylfu"``, or a
+          :class:`cache_policies.setassoc.SetAssociative`.  Probe, victim choice and
+          admission run in parallel kernels over sets of ``ways`` slots;
+        - **exact** (fidelity to libCacheSim): any other name of
+          ``cache_policies.available_policies()`` (``"lru"``, ``"s3fifo"``, ...) or a
+          ``cache_policies.Policy``: the fully associative state machine that
+          ``cache_policies.simulate`` replays, driven one row at a time.
+
+        A budget that holds every row of its tables makes a mirror (slot = row,
+        nothing evicted) under either kind.
     readonly : bool
         A writable open of a format 1 store upgrades it to the current format.
     tables : list of TableConfig, optional
@@ -173,6 +194,14 @@ def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = 
         calls and drops the map's pages after each B+tree walk: RSS stays near the
         DRAM budget whatever the file size, at a syscall per page (see
         ``bench/bench_lookup.py`` for both).
+    plan : placement.PlacementPlan or path, optional
+        A placement plan (or a saved plan's directory) to apply (see
+        :mod:`tierstore.plans`): its DRAM-pinned rows are read now and never
+        evicted, its SSD-only rows are never admitted, the rest are cached; its
+        tables share one DRAM budget, ``dram_cache_bytes`` if given (an int, which
+        must hold the pinned rows) else the plan's DRAM budget.  GPU-pinned rows are
+        cached until there is a GPU tier.  The plan's SSD layout is applied by
+        :meth:`Store.apply_layout` (``tierstore place``), not here.
     """
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
@@ -181,7 +210,8 @@ def open(path, dram_cache_bytes: int | dict = 0, policy="lru", readonly: bool = 
         raise FileNotFoundError(f"no tierstore store at {path} (no data.mdb)")
     env = environment.acquire(path, readonly=readonly, map_size=map_size)
     try:
-        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io)
+        store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io,
+                      plan=plan)
     except BaseException:
         environment.release(env)
         raise
@@ -202,7 +232,7 @@ class Store:
     serialized per store (a lock); the kernels inside use every Numba thread.
     """
 
-    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap"):
+    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap", plan=None):
         self.path = Path(path)
         self.env = env
         self.readonly = readonly
@@ -213,15 +243,22 @@ class Store:
         self._synced_txn = None
         self._snapshot = None
         self._meta_db = None
-        self._tier_of: dict[str, DramTier] = {}
-        self._tiers: list[DramTier] = []
+        self._tier_of: dict = {}
+        self._tiers: list = []
+        self._routes: dict[str, np.ndarray] = {}
+        self._pinned: dict[str, np.ndarray] = {}
+        self._stale_pinned: set[str] = set()
+        self._pinned_hits = 0
         self._direct = open_direct(self.path, copy_reads=io == "pread")
         try:
             if io == "pread" and self._direct is None:
                 raise ValueError("io='pread' needs the direct LMDB reader, which is off (TIERSTORE_LMDB_DIRECT=0) or "
                                  "does not support this platform; use io='mmap'")
             self._read_meta_and_layouts()
-            self._build_tiers(dram_cache_bytes, policy)
+            if plan is None:
+                self._build_tiers(dram_cache_bytes, policy)
+            else:
+                self._apply_plan(live_plan(plan, self.tables), dram_cache_bytes, policy)
         except BaseException:
             if self._direct is not None:
                 self._direct.close()
@@ -384,7 +421,7 @@ class Store:
             name = entry["config"]["name"]
             tier = self._tier_of.get(name)
             if tier is not None and entry["data_version"] != before.get(name):
-                tier.invalidate(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
+                self._drop_cached(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
 
     def _adopt(self, meta, epoch: bytes) -> None:
         """Make ``meta`` (committed at ``epoch``) this handle's view: tables, page databases, positions.
@@ -498,6 +535,63 @@ class Store:
         return next(e for e in meta["tables"] if e["config"]["name"] == name)
 
     # ----------------------------------------------------------------- tiers
+    @staticmethod
+    def _make_tier(tables, budget: int, policy, pinned: dict | None = None):
+        """The tier for ``policy`` (see :func:`open`) over ``tables`` with ``budget`` bytes for cached rows
+        (and ``pinned`` rows per table besides, never in a mirror)."""
+        if policy is not None and not is_setassoc(policy):
+            return DramTier(tables, budget, policy, pinned)
+        cache = parse_setassoc(policy if policy is not None else SetAssociative())
+        if not pinned and sum(t.num_rows * t.cached_row_bytes for t in tables) <= budget:
+            return MirrorTier(tables, budget)
+        return SetAssocTier(tables, budget, cache, pinned)
+
+    def _apply_plan(self, plan, dram_cache_bytes, policy) -> None:
+        """One DRAM tier over the plan's tables (then the store's others) with the plan's pinned rows read
+        into it and its routes in place."""
+        if isinstance(dram_cache_bytes, dict) or int(dram_cache_bytes) < 0:
+            raise ValueError("with a plan, dram_cache_bytes is one budget (an int >= 0) for the plan's tables")
+        total = int(dram_cache_bytes) or plan.dram_bytes
+        tables = [self.tables[n] for n in plan.tables] + [t for n, t in self.tables.items() if n not in plan.tables]
+        counts = {n: rows.size for n, rows in plan.pinned.items()}
+        widths = {t.name: t.cached_row_bytes for t in tables}
+        if policy is None or is_setassoc(policy):
+            widths = dict.fromkeys(widths, max(widths.values()))
+        pinned_bytes = sum(counts[n] * widths[n] for n in counts)
+        if pinned_bytes > total:
+            raise ValueError(f"the plan pins {pinned_bytes} bytes of rows, more than the DRAM budget of {total}")
+        tier = self._make_tier(tables, total - pinned_bytes, policy, counts)
+        self._tiers.append(tier)
+        for t in tables:
+            self._tier_of[t.name] = tier
+        self._routes = plan.routes(tier.pinned_slots)
+        self._pinned = plan.pinned
+        with self.reading() as txn:
+            for name in plan.tables:
+                self._load_pinned(txn, name)
+
+    def _load_pinned(self, txn, name: str) -> None:
+        """Read ``name``'s pinned rows into their slab rows."""
+        rows = self._pinned[name]
+        if rows.size:
+            tier = self._tier_of[name]
+            ssd = self._ssd_of(name)
+            step = max(1, (64 << 20) // max(ssd.config.cached_row_bytes, 1))
+            for start in range(0, rows.size, step):
+                chunk = rows[start : start + step]
+                copy_records(tier.slab(name), tier.pinned_slots(name, rows)[start : start + step],
+                             ssd.read_stored(txn, chunk))
+        self._stale_pinned.discard(name)
+
+    def _drop_cached(self, name: str, rows: np.ndarray) -> None:
+        """Forget cached copies of ``rows`` of ``name`` (their data changed); pinned ones are read again."""
+        tier = self._tier_of.get(name)
+        if tier is not None:
+            tier.invalidate(name, rows)
+        route = self._routes.get(name)
+        if route is not None and np.any(route[rows] >= 0):
+            self._stale_pinned.add(name)
+
     def _build_tiers(self, dram_cache_bytes, policy) -> None:
         if isinstance(dram_cache_bytes, dict):
             unknown = set(dram_cache_bytes) - set(self.tables)
@@ -511,7 +605,7 @@ class Store:
         else:
             raise ValueError(f"dram_cache_bytes must be >= 0, got {dram_cache_bytes}")
         for tables, budget in groups:
-            tier = DramTier(tables, budget, policy)
+            tier = self._make_tier(tables, budget, policy)
             self._tiers.append(tier)
             for t in tables:
                 self._tier_of[t.name] = tier
@@ -529,32 +623,80 @@ class Store:
         return ssd
 
     # ----------------------------------------------------------------- reads
-    def _locate(self, txn, name: str, idx: np.ndarray):
+    def _locate(self, txn, name: str, idx: np.ndarray, count: bool = True):
         """Where each index's row is: ``loc`` (>= 0 slab slot, < 0 row of ``extra``), the slab, ``extra``,
-        and the rows to offer the DRAM tier once the batch is pooled (None: nothing to offer)."""
+        and what to hand the DRAM tier once the batch is pooled (None: nothing).
+
+        The tier places the batch's distinct rows first (hits, and misses it admits
+        now); missed rows are then read, and those admitted copied into their slots.
+        If the read fails, the rows admitted for it are dropped again.
+        """
         tier = self._tier_of.get(name)
         ssd = self._ssd_of(name)
         if self._fully_resident(name):
-            self._stats.dram_hits += idx.size
-            return idx, tier.slab(name), kernels.NO_ROWS, None
-        uniq, inverse = kernels.unique_inverse(idx)
-        slots = tier.probe(name, uniq) if tier is not None else np.full(uniq.size, -1, dtype=np.int64)
-        miss = slots < 0
-        miss_rows = uniq[miss]
-        extra = ssd.read_rows(txn, miss_rows)
-        slots[miss] = -1 - np.arange(miss_rows.size, dtype=np.int64)
-        loc = slots[inverse]
-        hits = int(np.count_nonzero(loc >= 0))
-        self._stats.dram_hits += hits
-        self._stats.dram_misses += idx.size - hits
+            if count:
+                self._stats.dram_hits += idx.size
+            return idx, tier.slab(name), NO_RECORDS, None
+        if name in self._stale_pinned:
+            self._load_pinned(txn, name)
+        uniq, inverse, occurrences = kernels.unique_inverse_counts(idx)
         if tier is None:
-            return loc, kernels.NO_ROWS, extra, None
+            hit_slots = slots = np.full(uniq.size, -1, dtype=np.int64)
+            allowed = pinned = None
+        else:
+            hit_slots, slots, allowed, pinned = self._place(tier, name, uniq, occurrences)
+        missed = np.flatnonzero(hit_slots < 0)
+        miss_rows = uniq[missed]
+        dest = slots[missed]
+        try:
+            extra = ssd.read_stored(txn, miss_rows)
+        except BaseException:
+            if tier is not None:
+                tier.invalidate(name, miss_rows[dest >= 0])
+            raise
+        loc_of_row = hit_slots.copy()
+        loc_of_row[missed] = -1 - np.arange(missed.size, dtype=np.int64)
+        loc = loc_of_row[inverse]
+        if count:
+            hits = int(np.count_nonzero(loc >= 0))
+            self._stats.dram_hits += hits
+            self._stats.dram_misses += idx.size - hits
+            if pinned is not None:
+                self._pinned_hits += int(np.count_nonzero(pinned[inverse]))
+        if tier is None:
+            return loc, NO_RECORDS, extra, None
+        copy_records(tier.slab(name), dest, extra)
+        if count:
+            self._stats.rows_admitted += int(np.count_nonzero(dest >= 0))
+        if allowed is not None:
+            offered = allowed[missed]
+            return loc, tier.slab(name), extra, (miss_rows[offered], extra[offered])
         return loc, tier.slab(name), extra, (miss_rows, extra)
 
-    def _admit(self, name: str, pending) -> None:
-        """Offer a batch's missed rows to the DRAM tier (after pooling: evictions cannot touch its rows)."""
+    def _place(self, tier, name: str, uniq: np.ndarray, occurrences: np.ndarray):
+        """``tier.place`` of a batch's distinct rows (occurring ``occurrences`` times each) under the plan's
+        routes, if any: ``(hit_slots, slots, allowed, pinned)``, where pinned rows hit their own slab
+        rows and SSD-only rows are not ``allowed`` into the cache (both None without a plan)."""
+        route = self._routes.get(name)
+        if route is None:
+            hit_slots, slots = tier.place(name, uniq, occurrences=occurrences)
+            return hit_slots, slots, None, None
+        to_tier = route[uniq].astype(np.int64)
+        pinned = to_tier >= 0
+        rest = np.flatnonzero(~pinned)
+        allowed = np.ones(uniq.size, dtype=np.bool_)
+        allowed[rest] = to_tier[rest] == ROUTE_CACHED
+        hit_slots, slots = to_tier, to_tier.copy()
+        hit_slots[rest], slots[rest] = tier.place(name, uniq[rest], allowed[rest], occurrences[rest])
+        return hit_slots, slots, allowed, pinned
+
+    def _admit(self, name: str, pending, count: bool = True) -> None:
+        """Hand a batch's missed rows to the DRAM tier once the batch is pooled (the exact tier admits
+        them then: its evictions cannot touch rows the batch reads)."""
         if pending is not None:
-            self._stats.rows_admitted += self._tier_of[name].admit(name, *pending)
+            admitted = self._tier_of[name].after_pool(name, *pending)
+            if count:
+                self._stats.rows_admitted += admitted
 
     def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out,
                        check_range=True):
@@ -641,7 +783,9 @@ class Store:
                 with self.reading() as txn:
                     for name, idx, off, weights, mode_code, out in checked:
                         loc, slab, extra, pending = self._locate(txn, name, idx)
-                        kernels.pool_rows_unchecked(slab, extra, loc, off, weights, mode_code, out)
+                        config = self.tables[name]
+                        pool_records(slab, extra, loc, off, weights, mode_code, pages.DTYPE_CODES[config.dtype],
+                                     config.dim, out)
                         self._admit(name, pending)
             for _, idx, off, *_ in checked:
                 self._stats.lookups += idx.size
@@ -653,7 +797,9 @@ class Store:
         """Pool requests whose tables are wholly in DRAM: no read transaction, and the kernel checks
         the ids' range as it reads them (their one other pass); a bad id raises before any count changes."""
         for name, idx, off, weights, mode_code, out in checked:
-            if not kernels.pool_ids(self._tier_of[name].slab(name), idx, off, weights, mode_code, out):
+            config = self.tables[name]
+            if not pool_record_ids(self._tier_of[name].slab(name), idx, off, weights, mode_code,
+                                   pages.DTYPE_CODES[config.dtype], config.dim, out):
                 raise_out_of_range("indices", idx, self.tables[name].num_rows, name)
         for name, idx, *_ in checked:
             self._stats.dram_hits += idx.size
@@ -667,7 +813,7 @@ class Store:
         with self._lock, self.reading() as txn:
             loc, slab, extra, pending = self._locate(txn, table, idx)
             out = np.empty((idx.size, config.dim), dtype=np.float32)
-            kernels.gather_rows(slab, extra, loc, out)
+            gather_records(slab, extra, loc, pages.DTYPE_CODES[config.dtype], config.dim, out)
             self._admit(table, pending)
             return out
 
@@ -678,13 +824,14 @@ class Store:
         tier = self._tier_of.get(table)
         if tier is None or not tier.mirror:
             raise ValueError(f"table {table!r}: warm() needs a DRAM budget that holds every row of its tier")
-        ssd = self._ssd_of(table)
+        self._ssd_of(table)
         step = max(config.rows_per_page, (64 << 20) // max(config.row_bytes, 1) // config.rows_per_page
                    * config.rows_per_page)
         with self._lock, self.reading() as txn:
             for start in _progress(range(0, config.num_rows, step), progress, f"warm {table}"):
                 rows = np.arange(start, min(start + step, config.num_rows), dtype=np.int64)
-                tier.admit(table, rows, ssd.read_rows(txn, rows))
+                _, _, _, pending = self._locate(txn, table, rows, count=False)
+                self._admit(table, pending, count=False)
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
@@ -701,9 +848,10 @@ class Store:
                 "hits": s.dram_hits,
                 "misses": s.dram_misses,
                 "hit_rate": s.dram_hits / accesses if accesses else 0.0,
+                "pinned_hits": self._pinned_hits,
                 "rows_admitted": s.rows_admitted,
                 "bytes_used": sum(t.used_bytes for t in self._tiers),
-                "budget_bytes": sum(t.budget_bytes for t in self._tiers),
+                "budget_bytes": sum(t.budget_bytes + t.pinned_bytes for t in self._tiers),
             },
             "ssd": {**ssd, "hits": s.dram_misses},
             "lookups": s.lookups,
@@ -756,6 +904,7 @@ class Store:
     def reset_stats(self) -> None:
         """Zero every counter (cache contents stay)."""
         self._stats.reset()
+        self._pinned_hits = 0
         for table in self._ssd.values():
             table.counters = type(table.counters)()
 
@@ -849,9 +998,7 @@ class Store:
                 self._discard(name)
                 raise
             self._after_commit(meta, epoch)
-            tier = self._tier_of.get(table)
-            if tier is not None:
-                tier.invalidate(table, np.arange(config.num_rows, dtype=np.int64))
+            self._drop_cached(table, np.arange(config.num_rows, dtype=np.int64))
 
     def _open_existing(self, txn, name: bytes):
         """Handle on database ``name`` in write transaction ``txn``; StoreWriteError if another writer dropped it."""
@@ -949,9 +1096,7 @@ class Store:
             except lmdb.Error as err:
                 raise self._write_failed(err, f"updating table {table!r}", "nothing was changed") from err
             self._after_commit(meta, epoch)
-            tier = self._tier_of.get(table)
-            if tier is not None:
-                tier.invalidate(table, idx)
+            self._drop_cached(table, idx)
 
     def row_positions(self, table: str) -> np.ndarray:
         """Row -> SSD layout position of ``table`` (int64 [num_rows])."""
