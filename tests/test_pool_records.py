@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from tierstore.pool_records import (
     gather_records,
     pool_record_ids,
     pool_records,
+    pool_records_unchecked,
     record_stride,
 )
 
@@ -102,6 +104,9 @@ def test_pool_records_matches_numpy(case):
     values, bias, index = values_of(slab, extra, loc, dtype, dim)
     assert_pooled(out, values, bias, index, offsets, weights, mode)
     assert_padding_untouched(wide, dim, pad)
+    unchecked = np.empty_like(out)
+    pool_records_unchecked(slab, extra, loc, offsets, weights, mode, RECORD_FORMATS[dtype], dim, unchecked)
+    np.testing.assert_array_equal(unchecked, out)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -279,11 +284,7 @@ def test_bench_quantized_checks_times_and_reports_its_config(capsys):
                     "--formats", "int8,int8:16,int4,float16,float32"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["benchmark"] == "quantized" and printed["config"]["rows"] == 3000
-    try:
-        import fbgemm_gpu  # noqa: F401
-        fbgemm = ["int8/fbgemm_int8", "int8:16/fbgemm_int8", "int4/fbgemm_int4"]
-    except ImportError:
-        fbgemm = []
+    fbgemm = ["int8/fbgemm_int8", "int8:16/fbgemm_int8", "int4/fbgemm_int4"] if find_spec("fbgemm_gpu") else []
     assert results["left_out"] == ([] if fbgemm else ["fbgemm_int8", "fbgemm_int4"])
     for distribution in ("uniform", "zipf1.05"):
         ratios = results[distribution]["threads1"]["ratios"]
