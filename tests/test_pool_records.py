@@ -16,6 +16,7 @@ from reference import pool, quantization_bound, record_values, stored_values
 from tierstore.kernels import MODE_MAX, MODE_MEAN, MODE_NAMES, MODE_SUM
 from tierstore.pages import to_records
 from tierstore.pool_records import (
+    NO_RECORDS,
     RECORD_FORMATS,
     copy_records,
     empty_records,
@@ -27,7 +28,6 @@ from tierstore.pool_records import (
 )
 
 DTYPES = tuple(RECORD_FORMATS)
-NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
 
 
 def make_records(rng, n, dtype, dim, alignment):

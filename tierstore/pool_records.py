@@ -55,6 +55,9 @@ FORMAT_DTYPES = {code: dtype for dtype, code in RECORD_FORMATS.items()}
 RECORD_ALIGNMENT = 8
 """Bytes a slab row (:func:`record_stride`) is rounded up to: a 64-dim int8 record takes 72 bytes."""
 
+NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
+"""An ``extra`` with no records, for callers whose rows all come from the slab."""
+
 _VIEW_DTYPES = {FORMAT_FLOAT32: np.float32, FORMAT_FLOAT16: np.uint16, FORMAT_INT8: np.uint8, FORMAT_INT4: np.uint8}
 
 
