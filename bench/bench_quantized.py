@@ -15,10 +15,14 @@ from DRAM in one process, batches of 2048 bags x 32 ids, uniform and Zipf(1.05)
 - float16 and float32 records, against ``torch.nn.functional.embedding_bag`` on the
   float32 table (a reference point: the float16 side reads half the bytes).
 
-For each thread count in ``--threads`` (Numba's and torch's; this FBGEMM build
-runs its CPU lookup on one thread whatever torch's setting) every side runs one
+For each thread count in ``--threads`` (Numba's and torch's) every side runs one
 pass over all batches per repeat, in an order rotated each repeat; warm-up passes
-are excluded.  It reports the median pass of each side and, per pair, the median
+are excluded.  This FBGEMM build runs its CPU lookup on the calling thread
+whatever torch's setting (measured: at ``torch.set_num_threads(2)`` and
+``OMP_WAIT_POLICY=PASSIVE`` only that thread gains CPU time in its forward), so
+its 2-thread figure is a one-thread one.  Run with ``OMP_WAIT_POLICY=PASSIVE``:
+otherwise the OpenMP runtimes' idle workers spin (here ten times the CPU time of
+FBGEMM's own work) and take the cores from whichever side is running.  It reports the median pass of each side and, per pair, the median
 of the per-repeat ratios anchor time / our time (above 1: ours is faster).
 ``--clock thread`` (with ``--threads 1``) times the calling thread's CPU time,
 which time spent waiting for a core on a busy machine does not inflate.  A format
@@ -28,7 +32,7 @@ padded to 8 (72 bytes at dim 64) and to 16 bytes (80), each against FBGEMM.
 FBGEMM is optional: ``pip install --no-deps fbgemm-gpu-cpu==1.8.0`` (torch 2.13.0,
 CPU); without it the FBGEMM sides are left out and said so.
 
-Run: ``python -m bench.bench_quantized --rows 4000000 --dim 64 --threads 1,2``.
+Run: ``OMP_WAIT_POLICY=PASSIVE python -m bench.bench_quantized --rows 4000000 --dim 64 --threads 1,2``.
 Prints one line per pair and a final JSON line that embeds the configuration.
 """
 
