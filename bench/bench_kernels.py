@@ -26,15 +26,13 @@ places the table as ``np.empty`` would (rows straddling an extra cache line).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from bench.config_args import add_config_flags, config_from_args
+from bench.config_args import benchmark_main
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from tierstore.config import JsonConfig
 from tierstore.kernels import MODE_NAMES, aligned_empty, pool_rows, unique_inverse
@@ -191,16 +189,8 @@ def run(config: KernelBenchConfig) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_kernels", description=__doc__.split("\n\n")[0])
-    add_config_flags(parser, KernelBenchConfig)
-    try:
-        config = config_from_args(KernelBenchConfig, parser.parse_args(argv))
-    except ValueError as error:
-        parser.error(str(error))
-    results = run(config)
-    print(json.dumps({"benchmark": "kernels", "config": config.to_dict(), "results": results,
-                      "numba_threading_layer": numba.threading_layer()}))
-    return results
+    return benchmark_main("kernels", KernelBenchConfig, run, argv, "python -m bench.bench_kernels",
+                          __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict, fields
 
 
@@ -22,3 +23,21 @@ def config_from_args(config_class, args: argparse.Namespace):
 def config_flags(config) -> list[str]:
     """Command-line flags that rebuild ``config`` (for a child process)."""
     return [part for name, value in asdict(config).items() for part in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def benchmark_main(benchmark: str, config_class, run, argv, prog: str, description: str) -> dict:
+    """Build the ``config_class`` instance that ``argv`` describes (one ``--flag`` per field; a bad value
+    exits with the usage message), call ``run(config)``, print one JSON line with the benchmark's name,
+    its config, the results and Numba's threading layer, and return the results."""
+    import numba
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_config_flags(parser, config_class)
+    try:
+        config = config_from_args(config_class, parser.parse_args(argv))
+    except ValueError as error:
+        parser.error(str(error))
+    results = run(config)
+    print(json.dumps({"benchmark": benchmark, "config": config.to_dict(), "results": results,
+                      "numba_threading_layer": numba.threading_layer()}))
+    return results

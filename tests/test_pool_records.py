@@ -1,9 +1,11 @@
 """tierstore.pool_records against numpy: records decoded with numpy, pooled with reduceat."""
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -14,17 +16,18 @@ from reference import pool, quantization_bound, record_values, stored_values
 from tierstore.kernels import MODE_MAX, MODE_MEAN, MODE_NAMES, MODE_SUM
 from tierstore.pages import to_records
 from tierstore.pool_records import (
+    NO_RECORDS,
     RECORD_FORMATS,
     copy_records,
     empty_records,
     gather_records,
     pool_record_ids,
     pool_records,
+    pool_records_unchecked,
     record_stride,
 )
 
 DTYPES = tuple(RECORD_FORMATS)
-NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
 
 
 def make_records(rng, n, dtype, dim, alignment):
@@ -101,6 +104,9 @@ def test_pool_records_matches_numpy(case):
     values, bias, index = values_of(slab, extra, loc, dtype, dim)
     assert_pooled(out, values, bias, index, offsets, weights, mode)
     assert_padding_untouched(wide, dim, pad)
+    unchecked = np.empty_like(out)
+    pool_records_unchecked(slab, extra, loc, offsets, weights, mode, RECORD_FORMATS[dtype], dim, unchecked)
+    np.testing.assert_array_equal(unchecked, out)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -237,6 +243,53 @@ def test_pool_record_ids_and_gather_records_check_records():
         pool_record_ids(args["slab"], args["loc"], args["offsets"], None, MODE_SUM, args["dtype_code"], 4, args["out"])
     with pytest.raises(ValueError, match="out has 2 rows, but there are 3 ids"):
         gather_records(_pool_args()["slab"], NO_RECORDS, args["loc"], args["dtype_code"], 4, args["out"])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int4"])
+@pytest.mark.parametrize("dim", [64, 20])
+def test_pool_record_ids_equals_fbgemm(dtype, dim):
+    """The same codes (scale and bias rounded to float16, as FBGEMM keeps them) pool to the same sums
+    as FBGEMM's int8/int4 inference TBE on the CPU."""
+    pytest.importorskip("torch")
+    pytest.importorskip("fbgemm_gpu", reason="fbgemm-gpu-cpu not installed (pip install --no-deps fbgemm-gpu-cpu)")
+    import torch
+
+    from bench.bench_quantized import fbgemm_module
+
+    rng = np.random.default_rng(dim)
+    slab = make_records(rng, 1000, dtype, dim, 8)
+    module = fbgemm_module(slab, dtype, 1000, dim, "warning")
+    lengths = rng.integers(0, 30, size=300)
+    lengths[::5] = 0
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = rng.integers(0, 1000, size=offsets[-1])
+    weights = rng.uniform(0, 2, size=ids.size).astype(np.float32)
+    for w in (None, weights):
+        out = np.empty((lengths.size, dim), dtype=np.float32)
+        assert pool_record_ids(slab, ids, offsets, w, MODE_SUM, RECORD_FORMATS[dtype], dim, out)
+        expected = module(torch.from_numpy(ids.astype(np.int32)), torch.from_numpy(offsets.astype(np.int32)),
+                          None if w is None else torch.from_numpy(w)).numpy()
+        values, bias, index = values_of(slab, NO_RECORDS, ids, dtype, dim)
+        magnitude = pool(np.abs(values) + np.abs(bias)[:, None], index, offsets, w, "sum")
+        np.testing.assert_array_less(np.abs(out - expected), 2e-6 * magnitude + 1e-6)
+
+
+def test_bench_quantized_checks_times_and_reports_its_config(capsys):
+    """The benchmark runs end to end on a small table (pairs checked equal before timing) and prints
+    its config; FBGEMM's sides are there when fbgemm_gpu is importable, and said to be left out if not."""
+    pytest.importorskip("torch")
+    from bench.bench_quantized import main
+
+    results = main(["--rows", "3000", "--batches", "2", "--repeats", "1", "--threads", "1",
+                    "--formats", "int8,int8:16,int4,float16,float32"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["benchmark"] == "quantized" and printed["config"]["rows"] == 3000
+    fbgemm = ["int8/fbgemm_int8", "int8:16/fbgemm_int8", "int4/fbgemm_int4"] if find_spec("fbgemm_gpu") else []
+    assert results["left_out"] == ([] if fbgemm else ["fbgemm_int8", "fbgemm_int4"])
+    for distribution in ("uniform", "zipf1.05"):
+        ratios = results[distribution]["threads1"]["ratios"]
+        assert sorted(ratios) == sorted(fbgemm + ["float16/torch", "float32/torch"])
+        assert all(r > 0 for r in ratios.values())
 
 
 UNCHECKED_BUILD = textwrap.dedent("""

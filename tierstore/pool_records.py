@@ -55,6 +55,9 @@ FORMAT_DTYPES = {code: dtype for dtype, code in RECORD_FORMATS.items()}
 RECORD_ALIGNMENT = 8
 """Bytes a slab row (:func:`record_stride`) is rounded up to: a 64-dim int8 record takes 72 bytes."""
 
+NO_RECORDS = np.zeros((0, 8), dtype=np.uint8)
+"""An ``extra`` with no records, for callers whose rows all come from the slab."""
+
 _VIEW_DTYPES = {FORMAT_FLOAT32: np.float32, FORMAT_FLOAT16: np.uint16, FORMAT_INT8: np.uint8, FORMAT_INT4: np.uint8}
 
 
@@ -95,7 +98,13 @@ def _records_view(name: str, records, fmt: int, dim: int) -> np.ndarray:
     if records.ctypes.data % size or records.strides[0] % size:
         raise ValueError(f"{FORMAT_DTYPES[fmt]} records must start at multiples of {size} bytes "
                          f"({name}: address {records.ctypes.data}, strides {records.strides})")
-    return records[:, : records.shape[1] // size * size].view(view_dtype)
+    return _as_format(records, fmt)
+
+
+def _as_format(records: np.ndarray, fmt: int) -> np.ndarray:
+    """``records`` viewed as the array type its format's kernels read (no checks, no copy)."""
+    size = np.dtype(_VIEW_DTYPES[fmt]).itemsize
+    return records[:, : records.shape[1] // size * size].view(_VIEW_DTYPES[fmt])
 
 
 def _check_dim(dim, out) -> None:
@@ -138,6 +147,13 @@ def pool_records(slab, extra, loc, offsets, weights, mode, dtype_code, dim, out)
     slab_rows, extra_rows = _records_view("slab", slab, fmt, dim), _records_view("extra", extra, fmt, dim)
     _check_loc(loc, slab_rows.shape[0], extra_rows.shape[0])
     kernels.pool_rows_unchecked(slab_rows, extra_rows, loc, offsets, weights, mode, out, fmt)
+
+
+def pool_records_unchecked(slab, extra, loc, offsets, weights, mode, dtype_code, dim, out) -> None:
+    """:func:`pool_records` without its argument checks (not even the pass over ``loc``), for callers
+    that have made them (the store).  Wrong arguments here read or write out of bounds."""
+    kernels.pool_rows_unchecked(_as_format(slab, dtype_code), _as_format(extra, dtype_code), loc, offsets, weights,
+                                mode, out, dtype_code)
 
 
 def pool_record_ids(slab, ids, offsets, weights, mode, dtype_code, dim, out) -> bool:
