@@ -9,6 +9,7 @@
 
 from tierstore.batch import SparseBatch
 from tierstore.config import TableConfig
+from tierstore.model_info import ModelInfo, TableFeatures
 from tierstore.pages import CorruptPageError
 from tierstore.store import IO_MODES, IncompatibleStoreError, Store, StoreWriteError, create, open
 
@@ -16,11 +17,22 @@ __all__ = [
     "IO_MODES",
     "CorruptPageError",
     "IncompatibleStoreError",
+    "ModelInfo",
     "SparseBatch",
     "Store",
     "StoreWriteError",
     "TableConfig",
+    "TableFeatures",
     "create",
     "open",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``tierstore.from_torch``, imported on first use (it needs PyTorch, an optional extra)."""
+    if name == "from_torch":
+        from tierstore.torch.export import from_torch
+
+        return from_torch
+    raise AttributeError(f"module 'tierstore' has no attribute {name!r}")

@@ -36,6 +36,7 @@ from tierstore.mirror import MirrorTier
 from tierstore.setassoc import SetAssocTier
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct
+from tierstore.model_info import ModelInfo
 from tierstore.ssd import SsdTable, page_keys
 from tierstore.stats import LookupStats, mapped_bytes
 from tierstore.validate import as_ids, check_bags, raise_out_of_range
@@ -576,6 +577,35 @@ class Store:
     def _writable(self) -> None:
         if self.readonly:
             raise PermissionError(f"{self.path} is open read-only; open it with readonly=False to write")
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """Features and pooling of the model the tables came from (recorded by ``from_torch``), or None."""
+        with self._lock:
+            self.read_txn().abort()
+            raw = self._meta.get("model")
+        return None if raw is None else ModelInfo.from_dict(raw)
+
+    def set_model_info(self, info: ModelInfo | None) -> None:
+        """Record ``info`` (None: forget it) in the store's metadata, in one write transaction.
+
+        Every table it names must be in the store (else ``KeyError``, nothing written).
+        """
+        self._writable()
+        if info is not None:
+            for table in info.tables:
+                self._table(table.table)
+        with self._lock:
+            meta = copy.deepcopy(self._meta)
+            meta.pop("model", None)
+            if info is not None:
+                meta["model"] = info.to_dict()
+            try:
+                with self.env.begin(write=True) as txn:
+                    epoch = self._publish(txn, meta)
+            except lmdb.Error as err:
+                raise StoreWriteError(f"recording model info in {self.path} failed ({err}); nothing was changed") from err
+            self._adopt(meta, epoch)
 
     def load(self, table: str, source, progress: bool = True, chunk_bytes: int = 64 << 20) -> None:
         """Bulk-load every row of ``table`` from an array, a ``.npy`` path or an iterator of row chunks.
