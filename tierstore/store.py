@@ -32,6 +32,7 @@ from tierstore.config import TableConfig
 from cache_policies.setassoc import SetAssociative, is_setassoc
 from cache_policies.setassoc import parse as parse_setassoc
 from tierstore.dram import DramTier
+from tierstore.gpu.serving import GpuServing
 from tierstore.mirror import MirrorTier
 from tierstore.setassoc import SetAssocTier
 from tierstore.ingest import iter_row_chunks
@@ -116,7 +117,8 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
 
 
 def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
-         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap") -> "Store":
+         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", gpu_cache_bytes: int | dict = 0, gpu_policy=None,
+         plan=None) -> "Store":
     """Open an existing store.
 
     Parameters
@@ -153,6 +155,18 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
         calls and drops the map's pages after each B+tree walk: RSS stays near the
         DRAM budget whatever the file size, at a syscall per page (see
         ``bench/bench_lookup.py`` for both).
+    gpu_cache_bytes : int or dict
+        A GPU tier above DRAM (:mod:`tierstore.gpu`; needs the ``gpu`` extra and a
+        CUDA GPU, or numba's CUDA simulator): device memory for rows at their
+        stored width, one budget shared by every table or ``{table: bytes}``.
+        Lookups then pool on the device; ``device="cuda"`` keeps the output there.
+        0 (the default): no GPU tier, and nothing CUDA is imported.
+    gpu_policy : None, str or SetAssociative
+        The GPU tier's set-associative rule and ways (``"setassoc-lru"`` or
+        ``"setassoc-lfu"``, ``":ways=W"``); default ``SetAssociative()``.
+    plan : placement.PlacementPlan or path, optional
+        A placement plan: its ``PINNED_GPU`` rows are read into the GPU tier at open
+        and never evicted.
     """
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
@@ -166,6 +180,11 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     except BaseException:
         env.close()
         raise
+    try:
+        store._build_gpu_tiers(gpu_cache_bytes, gpu_policy, plan)
+    except BaseException:
+        store.close()
+        raise
     if tables is not None:
         expected = {t.name: _resolve(t) for t in tables}
         if expected != store.tables:
@@ -176,8 +195,8 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     return store
 
 
-class Store:
-    """An open store: pooled lookups through the DRAM tier(s) over the LMDB pages.
+class Store(GpuServing):
+    """An open store: pooled lookups through the GPU and DRAM tier(s) over the LMDB pages.
 
     Built by :func:`tierstore.create` or :func:`tierstore.open`.  Lookups are
     serialized per store (a lock); the kernels inside use every Numba thread.
@@ -192,6 +211,7 @@ class Store:
         self._epoch = None
         self._tier_of: dict[str, DramTier] = {}
         self._tiers: list[DramTier] = []
+        self._gpu_tiers, self._gpu_of = [], {}
         self._direct = open_direct(self.path, copy_reads=io == "pread")
         if io == "pread" and self._direct is None:
             raise ValueError("io='pread' needs the direct LMDB reader, which is off (TIERSTORE_LMDB_DIRECT=0) or "
@@ -278,6 +298,8 @@ class Store:
             tier = self._tier_of.get(name)
             if tier is not None and entry["data_version"] != before[name]:
                 tier.invalidate(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
+            if entry["data_version"] != before[name]:
+                self._gpu_invalidate(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
 
     def _adopt(self, meta, epoch: bytes) -> None:
         """Make ``meta`` (committed at ``epoch``) this handle's view: tables, page databases, positions."""
@@ -407,6 +429,24 @@ class Store:
             if count:
                 self._stats.rows_admitted += admitted
 
+    def _gpu_records(self, txn, name: str, rows: np.ndarray, count: bool = True) -> np.ndarray:
+        """Stored records (uint8 ``[len(rows), row_bytes]``) of distinct ``rows`` the GPU tier missed, read
+        through the DRAM tier (which counts, and may admit, them as one access each) and SSD.
+
+        The DRAM tier keeps float32 rows: exact for float32 and float16 tables, whose
+        records are made from them; int8 records are read from SSD as stored.
+        """
+        config = self.tables[name]
+        if config.dtype == "int8":
+            if count:
+                self._stats.dram_misses += rows.size
+            return self._ssd_of(name).read_records(txn, rows)
+        loc, slab, extra, pending = self._locate(txn, name, rows, count)
+        values = np.empty((rows.size, config.dim), dtype=np.float32)
+        kernels.gather_rows(slab, extra, loc, values)
+        self._admit(name, pending, count)
+        return pages.to_records(values, config.dtype)
+
     def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out,
                        check_range=True):
         config = self._table(name)
@@ -424,7 +464,7 @@ class Store:
         return tier is not None and tier.fully_resident(name)
 
     def lookup(self, table: str, indices, offsets, per_sample_weights=None, mode: str = "sum",
-               include_last_offset: bool = False) -> np.ndarray:
+               include_last_offset: bool = False, device=None) -> np.ndarray:
         """Pooled lookup of one table's bags, as ``torch.nn.functional.embedding_bag``.
 
         Parameters
@@ -439,15 +479,24 @@ class Store:
             One weight per index (``mode="sum"`` only).
         mode : {"sum", "mean", "max"}
             Empty bags give zeros in every mode.
+        device : {None, "cpu", "cuda"}
+            ``"cuda"`` (a store with a GPU tier) returns the output on the device: a
+            torch CUDA tensor where torch has CUDA, else a numba device array
+            (``__cuda_array_interface__``, taken by ``torch.as_tensor`` without a copy).
 
         Returns
         -------
-        ndarray, float32 [B, dim]
+        ndarray, float32 [B, dim] (or the device array above)
         """
-        return self._run_batch([(table, indices, offsets, per_sample_weights, mode, include_last_offset)], None)[0]
+        request = (table, indices, offsets, per_sample_weights, mode, include_last_offset)
+        if self._uses_gpu(device):
+            return self._run_gpu_batch([request], device)
+        return self._run_batch([request], None)[0]
 
-    def lookup_batch(self, batch, mode: str | dict = "sum") -> np.ndarray:
+    def lookup_batch(self, batch, mode: str | dict = "sum", device=None) -> np.ndarray:
         """Pooled lookups of every key of a ``SparseBatch``.
+
+        ``device="cuda"`` returns the output on the device, as :meth:`lookup`.
 
         Returns
         -------
@@ -460,6 +509,8 @@ class Store:
             self._table(key)
             indices, offsets, weights = batch.table(key)
             requests.append((key, indices, offsets, weights, modes.get(key, "sum"), True))
+        if self._uses_gpu(device):
+            return self._run_gpu_batch(requests, device)
         dims = [self.tables[k].dim for k in batch.keys]
         out = np.empty((batch.batch_size, int(sum(dims))), dtype=np.float32)
         self._run_batch(requests, self.table_views(batch.keys, out))
@@ -518,11 +569,15 @@ class Store:
             return out
 
     def warm(self, table: str, progress: bool = False) -> None:
-        """Read every row of ``table`` into its DRAM tier (which must be able to hold the whole table)."""
+        """Read every row of ``table`` into its GPU tier if that holds the whole table, else into its DRAM tier
+        (which must then hold the whole table)."""
         config = self._table(table)
         tier = self._tier_of.get(table)
+        self._ssd_of(table)
+        if self._gpu_warm(table):
+            return
         if tier is None or not tier.mirror:
-            raise ValueError(f"table {table!r}: warm() needs a DRAM budget that holds every row of its tier")
+            raise ValueError(f"table {table!r}: warm() needs a DRAM (or GPU) budget that holds every row of its tier")
         self._ssd_of(table)
         step = max(config.rows_per_page, (64 << 20) // max(config.row_bytes, 1) // config.rows_per_page
                    * config.rows_per_page)
@@ -534,7 +589,11 @@ class Store:
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
-        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles."""
+        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles.
+
+        With a GPU tier, ``"gpu"`` counts every access (hits, misses, pinned hits),
+        and the DRAM tier counts the distinct rows the GPU tier fetched from it per batch.
+        """
         s = self._stats
         accesses = s.dram_hits + s.dram_misses
         ssd = {"pages_read": 0, "bytes_read": 0, "rows_decoded": 0}
@@ -552,6 +611,7 @@ class Store:
                 "budget_bytes": sum(t.budget_bytes for t in self._tiers),
             },
             "ssd": {**ssd, "hits": s.dram_misses},
+            **({"gpu": self._gpu_stats()} if self._gpu_tiers else {}),
             "lookups": s.lookups,
             "bags": s.bags,
             "batches": s.batches,
@@ -570,6 +630,7 @@ class Store:
     def reset_stats(self) -> None:
         """Zero every counter (cache contents stay)."""
         self._stats.reset()
+        self._reset_gpu_stats()
         for table in self._ssd.values():
             table.counters = type(table.counters)()
 
@@ -655,6 +716,7 @@ class Store:
             tier = self._tier_of.get(table)
             if tier is not None:
                 tier.invalidate(table, np.arange(config.num_rows, dtype=np.int64))
+            self._gpu_invalidate(table, np.arange(config.num_rows, dtype=np.int64))
 
     def _retire_layout(self, txn, table: str, entry: dict) -> None:
         if entry["ready"]:
@@ -704,6 +766,7 @@ class Store:
             tier = self._tier_of.get(table)
             if tier is not None:
                 tier.invalidate(table, idx)
+            self._gpu_invalidate(table, idx)
 
     def row_positions(self, table: str) -> np.ndarray:
         """Row -> SSD layout position of ``table`` (int64 [num_rows])."""
