@@ -104,3 +104,12 @@ def test_without_numba_cuda_gpu_cache_bytes_is_a_clear_error(tmp_path, monkeypat
         with pytest.raises(ValueError, match="gpu_cache_bytes"):
             store.lookup("t", np.arange(2), np.array([0]), device="cuda")
         np.testing.assert_array_equal(store.lookup("t", np.arange(2), np.array([0]), device="cpu"), 2.0)
+
+
+def test_the_suite_process_never_meets_the_simulator():
+    """The GPU tests above ran elsewhere: this process has not imported numba's CUDA target or its simulator,
+    so every CPU kernel of the suite compiles and runs as it would without the GPU extra."""
+    import numba
+
+    assert "numba.cuda" not in sys.modules
+    assert not numba.config.ENABLE_CUDASIM and "NUMBA_ENABLE_CUDASIM" not in os.environ

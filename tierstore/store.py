@@ -573,7 +573,6 @@ class Store(GpuServing):
         (which must then hold the whole table)."""
         config = self._table(table)
         tier = self._tier_of.get(table)
-        self._ssd_of(table)
         if self._gpu_warm(table):
             return
         if tier is None or not tier.mirror:

@@ -93,6 +93,18 @@ def test_pooled_lookups_equal_the_reference(made, seed, budget_rows, rule, ways,
         assert gpu["hits"] == 0 and gpu["bytes_used"] == 0
 
 
+def test_empty_batches(made):
+    """No bags, and bags with no ids, on the device and back."""
+    path, _ = made
+    with tierstore.open(path, gpu_cache_bytes=8 * ROW_BYTES) as store:
+        for device in (None, "cuda"):
+            none = store.lookup("f16", np.zeros(0, np.int64), np.array([0]), include_last_offset=True,
+                                device=device)
+            assert tuple(none.shape) == (0, 6)
+            empty = store.lookup("i8", np.zeros(0, np.int64), np.zeros(3, np.int64), mode="max", device=device)
+            np.testing.assert_array_equal(empty if device is None else _host(empty), np.zeros((3, 10)))
+
+
 def test_quantized_rows_stay_within_their_bounds(made):
     """fp16 and int8 rows pooled on the device are within quantization error of the original values."""
     path, data = made

@@ -119,6 +119,8 @@ class GpuServing:
         torch = torch_cuda() if device == "cuda" else None
         if torch is not None:
             tensor = torch.empty(shape, dtype=torch.float32, device="cuda")
+            if tensor.numel() == 0:  # nothing to write: no device memory to hand numba
+                return tensor, cuda.device_array(shape, dtype=np.float32)
             return tensor, cuda.as_cuda_array(tensor, sync=False)
         array = cuda.device_array(shape, dtype=np.float32)
         return array, array
@@ -163,6 +165,7 @@ class GpuServing:
         tier = self._gpu_of.get(table)
         if tier is None or not tier.mirror:
             return False
+        self._ssd_of(table)
         with self._lock, self.reading() as txn:
             tier.warm(table, self._fetcher(txn))
         return True

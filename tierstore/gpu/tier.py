@@ -95,10 +95,11 @@ class GpuTier:
                                               cache.ways)
             self.first_slot = n_pinned
             slab_rows = n_pinned + self.n_sets * self.ways
-        self._routes, self._pinned, start = {}, pinned, 0
+        self._routes, self._pinned, self._pinned_first, start = {}, pinned, {}, 0
         for name, rows in pinned.items():
+            self._pinned_first[name] = start
             if not self.mirror:
-                route = np.full(self.tables[name].num_rows, NO_ROUTE, dtype=np.int64)
+                route = np.full(self.tables[name].num_rows, NO_ROUTE, dtype=np.int32)
                 route[rows] = np.arange(start, start + rows.size)
                 self._routes[name] = route
             start += rows.size
@@ -114,7 +115,7 @@ class GpuTier:
         self._set_inserts = cuda.to_device(np.zeros(max(self.n_sets, 1) if self._lfu else 1, dtype=np.int32))
         self._probe_arena = Arena(cuda)
         self._arena = Arena(cuda)
-        self._results = None
+        self._results = cuda.pinned_array(1024, np.int64)
         self._admitted = cuda.to_device(np.zeros(1, dtype=np.int64))
         self._no_weights = cuda.to_device(np.zeros(1, dtype=np.float32))
         self.lanes, self.rows_per_block, self.threads = _launch_shape()
@@ -175,8 +176,6 @@ class GpuTier:
         if self.mirror:
             self.resident[table][rows] = False
             self.n_resident[table] = int(np.count_nonzero(self.resident[table]))
-            if table in self._stale_pinned:
-                self.resident[table][self._pinned[table]] = False
             return
         if self.n_sets == 0 or rows.size == 0:
             return
@@ -198,16 +197,8 @@ class GpuTier:
                 self._load_rows(table, rows, rows + self.key_base[table], fetch)
                 self._mark_resident(table, rows)
             else:
-                self._load_rows(table, rows, self._pinned_start(table) + np.arange(rows.size), fetch)
+                self._load_rows(table, rows, self._pinned_first[table] + np.arange(rows.size), fetch)
             self._stale_pinned.discard(table)
-
-    def _pinned_start(self, table: str) -> int:
-        start = 0
-        for name, rows in self._pinned.items():
-            if name == table:
-                return start
-            start += rows.size
-        raise KeyError(table)
 
     def warm(self, table: str, fetch) -> None:
         """Read every row of ``table`` onto the device (a mirror tier only)."""
@@ -257,9 +248,8 @@ class GpuTier:
         gk.probe[_blocks(keys.size, self.threads), self.threads](
             self._tags, self._stamps, self._counts, arena.device(parts[0]), arena.device(parts[1]), self.ways,
             tick, self._lfu, self.first_slot, found)
-        if self._results is None or self._results.size < keys.size:
-            self._results = self._cuda.pinned_array(max(keys.size, 2 * (0 if self._results is None else
-                                                                           self._results.size), 1024), np.int64)
+        if self._results.size < keys.size:
+            self._results = self._cuda.pinned_array(max(keys.size, 2 * self._results.size), np.int64)
         hits = self._results[: keys.size]
         found.copy_to_host(hits)
         return hits.copy()
@@ -275,7 +265,7 @@ class GpuTier:
             uniq, inverse = unique_inverse(idx)
             keys = uniq + self.key_base[name]
             route = self._routes.get(name)
-            pinned = route[uniq] if route is not None else None
+            pinned = route[uniq].astype(np.int64) if route is not None else None
             if self.mirror:
                 slot = np.where(self.resident[name][uniq], keys, -1)
             else:
@@ -287,7 +277,7 @@ class GpuTier:
                     probe_at.append((k, todo))
             placed.append([uniq, inverse, keys, slot, pinned])
         sets_of = {}
-        if probe_keys:
+        if sum(k.size for k in probe_keys):
             keys = np.concatenate(probe_keys)
             sets = np.concatenate(probe_sets)
             found = self._probe(keys, sets, self._next_tick())
@@ -340,7 +330,7 @@ class GpuTier:
                 self.counters["pinned_hits"] += int(accesses[pinned >= 0].sum())
             if self.mirror:
                 admission["slots"].append(keys[missed])
-            elif self.n_sets:
+            elif self.n_sets and missed.size:
                 todo, part_sets = sets_of[k]
                 admission["keys"].append(keys[missed])
                 admission["sets"].append(part_sets[np.searchsorted(todo, missed)])
