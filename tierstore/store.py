@@ -166,7 +166,7 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
         ``"setassoc-lfu"``, ``":ways=W"``); default ``SetAssociative()``.
     plan : placement.PlacementPlan or path, optional
         A placement plan: its ``PINNED_GPU`` rows are read into the GPU tier at open
-        and never evicted.
+        and never evicted (with no GPU tier, they are cached as any other row).
     """
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
@@ -591,7 +591,9 @@ class Store(GpuServing):
         """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles.
 
         With a GPU tier, ``"gpu"`` counts every access (hits, misses, pinned hits),
-        and the DRAM tier counts the distinct rows the GPU tier fetched from it per batch.
+        and the DRAM tier counts the distinct rows the GPU tier fetched from it per batch;
+        batch latencies of ``device="cuda"`` lookups end when the host has queued the
+        kernels (the device may still be pooling).
         """
         s = self._stats
         accesses = s.dram_hits + s.dram_misses

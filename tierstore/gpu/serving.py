@@ -56,7 +56,8 @@ class GpuServing:
 
     def _build_gpu_tiers(self, gpu_cache_bytes, gpu_policy, plan) -> None:
         """GPU tiers for ``gpu_cache_bytes`` (an int over every table, or ``{table: bytes}`` with the other tables
-        served by a tier of no rows), with ``plan``'s GPU-pinned rows."""
+        served by a tier of no rows), with ``plan``'s GPU-pinned rows (without a GPU tier, the DRAM tier serves
+        them as any other row)."""
         self._gpu_tiers, self._gpu_of = [], {}
         if isinstance(gpu_cache_bytes, dict):
             unknown = set(gpu_cache_bytes) - set(self.tables)
@@ -71,8 +72,6 @@ class GpuServing:
         elif int(gpu_cache_bytes) > 0:
             groups = [(list(self.tables.values()), int(gpu_cache_bytes))]
         elif int(gpu_cache_bytes) == 0:
-            if plan is not None and gpu_pinned_rows(plan, self.tables):
-                raise ValueError("the plan pins rows on the GPU: open the store with gpu_cache_bytes")
             return
         else:
             raise ValueError(f"gpu_cache_bytes must be >= 0, got {gpu_cache_bytes}")

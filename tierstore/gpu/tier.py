@@ -308,14 +308,14 @@ class GpuTier:
         placed, sets_of = self._place(requests)
         staged, bags, n_staged = [], [], 0
         admission = {"keys": [], "sets": [], "slots": []}
+        counts = dict.fromkeys(("hits", "misses", "pinned_hits"), 0)
         for k, ((name, idx, *_rest), where) in enumerate(zip(requests, placed)):
             if where is None:
                 bags.append((idx, self.key_base[name]))
-                self.counters["hits"] += idx.size
+                counts["hits"] += idx.size
                 continue
             uniq, inverse, keys, slot, pinned = where
             missed = np.flatnonzero(slot < 0)
-            accesses = np.bincount(inverse, minlength=uniq.size)
             if missed.size:
                 staged.append((name, fetch(name, uniq[missed])))
             loc_of_row = slot.copy()
@@ -324,10 +324,10 @@ class GpuTier:
             loc = loc_of_row[inverse]
             bags.append((loc, 0))
             hits = int(np.count_nonzero(loc >= 0))
-            self.counters["hits"] += hits
-            self.counters["misses"] += idx.size - hits
+            counts["hits"] += hits
+            counts["misses"] += idx.size - hits
             if pinned is not None:
-                self.counters["pinned_hits"] += int(accesses[pinned >= 0].sum())
+                counts["pinned_hits"] += int(np.count_nonzero(pinned[inverse] >= 0))
             if self.mirror:
                 admission["slots"].append(keys[missed])
             elif self.n_sets and missed.size:
@@ -335,6 +335,8 @@ class GpuTier:
                 admission["keys"].append(keys[missed])
                 admission["sets"].append(part_sets[np.searchsorted(todo, missed)])
         self._send_and_pool(requests, staged, n_staged, admission, bags, out)
+        for key, value in counts.items():
+            self.counters[key] += value
         if self.mirror:
             for (name, *_rest), where in zip(requests, placed):
                 if where is not None:
