@@ -61,11 +61,11 @@ print("GPU tier:", unavailable_reason() or "available")
 EOF
 
 say "GPU tests on the device (tests/gpu, no simulator)"
-TIERSTORE_GPU_TESTS=1 timeout 300 "$PY" -m pytest tests/gpu -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log"
+TIERSTORE_GPU_TESTS=1 timeout "${TEST_SECONDS:-240}" "$PY" -m pytest tests/gpu -q -p no:cacheprovider -rs 2>&1 | tee "$OUT/tests.log"
 tests_status=${PIPESTATUS[0]}
 
 say "benchmark (python -m bench.bench_gpu --dlrm 1 --dlrm-max-rows 500000)"
-timeout "${BENCH_SECONDS:-240}" "$PY" -m bench.bench_gpu --dlrm 1 --dlrm-max-rows 500000 \
+timeout "${BENCH_SECONDS:-200}" "$PY" -m bench.bench_gpu --dlrm 1 --dlrm-max-rows 500000 \
     --workdir /tmp/gpu-check-bench "$@" 2>&1 \
     | tee "$OUT/bench.log"
 bench_status=${PIPESTATUS[0]}
