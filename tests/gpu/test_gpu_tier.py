@@ -259,6 +259,10 @@ def test_updates_reach_cached_and_pinned_rows(made, tmp_path):
         table[[2, 5, 40]] = fresh
         got = store.lookup("f32", np.array([1, 2, 5, 6, 40]), np.arange(5))
         np.testing.assert_allclose(got, table[[1, 2, 5, 6, 40]], atol=1e-6)
+        reloaded = -table
+        store.load("f32", reloaded, progress=False)
+        got = store.lookup("f32", np.array([1, 2, 5, 6, 40]), np.arange(5))
+        np.testing.assert_allclose(got, reloaded[[1, 2, 5, 6, 40]], atol=1e-6)
 
 
 def test_warm_fills_a_gpu_mirror(made):

@@ -112,6 +112,14 @@ def remove(tags, keys, sets, ways):
 
 
 @cuda.jit
+def remove_range(tags, first, stop):
+    """Empty every way holding a key in ``[first, stop)`` (one table's keys), a thread per way."""
+    i = cuda.grid(1)
+    if i < tags.size and first <= tags[i] < stop:
+        tags[i] = EMPTY
+
+
+@cuda.jit
 def copy_rows(slab_words, staged_words, slots, n_words):
     """Copy staged row ``i`` into slab row ``slots[i]`` (skipped where ``slots[i] < 0``), a 32-bit word per lane."""
     i = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
@@ -190,6 +198,7 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
         "admit": (admit, index + (vec(types.int32), vec(i64), vec(i64), vec(i64), vec(i64), i64, types.uint32,
                                   types.boolean, i64, vec(i64), vec(i64))),
         "remove": (remove, (vec(i64), vec(i64), vec(i64), i64)),
+        "remove_range": (remove_range, (vec(i64), i64, i64)),
         "copy_rows": (copy_rows, (mat(f32), mat(f32), vec(i64), i64)),
     }
     element = {FORMATS["float32"]: f32, FORMATS["float16"]: types.float16, INT8: types.uint8}

@@ -179,7 +179,13 @@ class GpuTier:
             return
         if self.n_sets == 0 or rows.size == 0:
             return
-        keys = rows + self.key_base[table]
+        first = self.key_base[table]
+        if rows.size == self.tables[table].num_rows:  # the whole table (a reload): no keys to send
+            slots = self.n_sets * self.ways
+            gk.remove_range[_blocks(slots, self.threads), self.threads](
+                self._tags, first, first + self.tables[table].num_rows)
+            return
+        keys = rows + first
         arena = self._probe_arena
         parts = [arena.reserve(keys.shape, np.int64), arena.reserve(keys.shape, np.int64)]
         arena.ready()
