@@ -205,9 +205,10 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
     for fmt, dtype in element.items():
         for mode in (0, MODE_MEAN, MODE_MAX):
             for weighted in (False, True):
-                rows = (mat(dtype), mat(f32))
-                signatures[f"pool_{fmt}_{mode}_{int(weighted)}"] = (
-                    pool_kernel(fmt, mode, weighted),
-                    rows + rows + (vec(i64), i64, vec(i64), vec(f32), mat(f32), i64, i64, i64))
+                for index in (types.int32, i64):
+                    rows = (mat(dtype), mat(f32))
+                    signatures[f"pool_{fmt}_{mode}_{int(weighted)}_{index}"] = (
+                        pool_kernel(fmt, mode, weighted),
+                        rows + rows + (vec(index), i64, vec(index), vec(f32), mat(f32), i64, i64, i64))
     return {name: cuda.compile_ptx(kernel.py_func, signature, cc=cc)[0]
             for name, (kernel, signature) in signatures.items()}

@@ -106,6 +106,7 @@ class GpuTier:
         self._stale_pinned = set(pinned)
         self._lfu = cache.rule == "lfu"
         self._tick = np.uint32(0)
+        self._loc_limit = max(slab_rows, total_rows)
         slab = cuda.device_array((max(slab_rows, 1), self.row_bytes), dtype=np.uint8)
         self._slab = _views(slab)
         n_slots = self.n_sets * self.ways
@@ -364,7 +365,10 @@ class GpuTier:
         parts = {name: arena.reserve(values.shape, np.int64) for name, values in lists.items()}
         if "keys" in lists:
             parts["slots"] = arena.reserve((n_staged,), np.int64)
-        bag_parts = [(arena.reserve(loc.shape, np.int64), arena.reserve(off.shape, np.int64),
+        # Bag rows and offsets go over as int32 when they fit (half the bytes to send and to read).
+        index = np.int32 if max(self._loc_limit, n_staged, max(off[-1] for _, _, off, *_ in requests)) < \
+            np.iinfo(np.int32).max else np.int64
+        bag_parts = [(arena.reserve(loc.shape, index), arena.reserve(off.shape, index),
                       None if weights is None else arena.reserve(weights.shape, np.float32))
                      for (_, _, off, weights, *_rest), (loc, _) in zip(requests, bags)]
         arena.ready()
