@@ -12,9 +12,10 @@ the device makes exactly the decisions :func:`cache_policies.setassoc.simulate_s
 replays.  Set numbers come from the host (:func:`cache_policies.setassoc.set_of`),
 which also groups the misses by set: one device thread per set that has misses.
 
-Pooling: one row of threads (``blockDim.x`` lanes over the columns) per bag,
-``blockDim.y`` bags per block; each lane walks the bag's rows for its columns, so a
-warp reads consecutive bytes of each row.  Rows come from the slab (``loc >= 0``,
+Pooling: one launch for every table of a batch that shares a row format, mode and
+weighting (table-batched, as FBGEMM's TBE); one row of threads (``blockDim.x``
+lanes over the columns) per bag, ``blockDim.y`` bags per block; each lane walks
+the bag's rows for its columns, so a warp reads consecutive bytes of each row.  Rows come from the slab (``loc >= 0``,
 plus ``base``) or from the batch's staged misses (``loc < 0``: row ``-1 - loc``),
 decoded as they are read (:mod:`tierstore.gpu.records` gives the row layouts).
 
@@ -130,16 +131,27 @@ def copy_rows(slab_words, staged_words, slots, n_words):
 
 
 def _build_pool(fmt: int, mode: int, weighted: bool):
-    """The pooling kernel of one row format, mode and weighting (compile-time constants)."""
+    """The pooling kernel of one row format, mode and weighting (compile-time constants), over the bags of
+    several tables in one launch (as FBGEMM's table-batched embedding bags)."""
     int8 = fmt == INT8
 
     @cuda.jit
-    def pool(slab, slab_floats, extra, extra_floats, loc, base, offsets, weights, out, col, dim, scale_at):
-        b = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
-        if b >= offsets.size - 1:
+    def pool(slab, slab_floats, extra, extra_floats, loc, offsets, weights, tables, n_bags, out):
+        """Bag ``g`` of the launch is bag ``g % n_bags`` of table ``g // n_bags``, whose ``tables`` row is
+        (first ``loc``, first offset, ``base``, output column, dim, int8 scale word); a table's offsets
+        index its own ``loc`` (and ``weights``) from its first one."""
+        g = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+        t = g // n_bags
+        if t >= tables.shape[0]:
             return
-        start = offsets[b]
-        stop = offsets[b + 1]
+        b = g - t * n_bags
+        first = tables[t, 0]
+        base = tables[t, 2]
+        column = tables[t, 3]
+        dim = tables[t, 4]
+        scale_at = tables[t, 5]
+        start = first + offsets[tables[t, 1] + b]
+        stop = first + offsets[tables[t, 1] + b + 1]
         for d in range(cuda.threadIdx.x, dim, cuda.blockDim.x):
             acc = np.float32(-np.inf) if mode == MODE_MAX else np.float32(0.0)
             for i in range(start, stop):
@@ -159,7 +171,7 @@ def _build_pool(fmt: int, mode: int, weighted: bool):
                 acc = np.float32(0.0)
             elif mode == MODE_MEAN:
                 acc /= np.float32(stop - start)
-            out[b, col + d] = acc
+            out[b, column + d] = acc
 
     return pool
 
@@ -209,6 +221,6 @@ def compile_all(cc: tuple[int, int]) -> dict[str, str]:
                     rows = (mat(dtype), mat(f32))
                     signatures[f"pool_{fmt}_{mode}_{int(weighted)}_{index}"] = (
                         pool_kernel(fmt, mode, weighted),
-                        rows + rows + (vec(index), i64, vec(index), vec(f32), mat(f32), i64, i64, i64))
+                        rows + rows + (vec(index), vec(index), vec(f32), mat(i64), i64, mat(f32)))
     return {name: cuda.compile_ptx(kernel.py_func, signature, cc=cc)[0]
             for name, (kernel, signature) in signatures.items()}

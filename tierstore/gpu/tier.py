@@ -22,8 +22,8 @@ One batch, per tier (:meth:`GpuTier.pool_batch`):
    misses grouped by set and every table's bag rows, offsets and weights;
 4. one host-to-device copy of all of it (:class:`tierstore.gpu.transfer.Arena`);
 5. device: admission (one thread per set with misses, batch order), the admitted
-   rows copied into their slots, and one pooling kernel per table, reading hits
-   from the slab and misses from the staged rows.
+   rows copied into their slots, and one pooling launch per row format and mode
+   over all its tables, reading hits from the slab and misses from the staged rows.
 
 Ways the batch touched are never victims and pinned slots are never in a set, so
 the pooling kernels may run after the admission.
@@ -368,9 +368,7 @@ class GpuTier:
         # Bag rows and offsets go over as int32 when they fit (half the bytes to send and to read).
         index = np.int32 if max(self._loc_limit, n_staged, max(off[-1] for _, _, off, *_ in requests)) < \
             np.iinfo(np.int32).max else np.int64
-        bag_parts = [(arena.reserve(loc.shape, index), arena.reserve(off.shape, index),
-                      None if weights is None else arena.reserve(weights.shape, np.float32))
-                     for (_, _, off, weights, *_rest), (loc, _) in zip(requests, bags)]
+        launches = self._reserve_pooling(requests, bags, index)
         arena.ready()
         if rows_part is not None:
             rows, start = arena.host(rows_part), 0
@@ -380,11 +378,8 @@ class GpuTier:
                 start += records.shape[0]
         for name, values in lists.items():
             arena.host(parts[name])[:] = values
-        for (_, _, off, weights, *_rest), (loc, _), (loc_part, off_part, w_part) in zip(requests, bags, bag_parts):
-            arena.host(loc_part)[:] = loc
-            arena.host(off_part)[:] = off
-            if w_part is not None:
-                arena.host(w_part)[:] = weights
+        for _, members, launch_parts in launches:
+            self._fill_pooling(requests, bags, members, launch_parts)
         arena.send()
         if "keys" in lists:
             gk.admit[_blocks(lists["set_starts"].size - 1, self.threads), self.threads](
@@ -394,22 +389,55 @@ class GpuTier:
         if "slots" in parts:
             self._copy_rows(arena.device(rows_part), arena.device(parts["slots"]))
         extra = self._slab if rows_part is None else _views(arena.device(rows_part))
-        for (name, _, off, _, mode, column), (_, base), (loc_part, off_part, w_part) in zip(requests, bags,
-                                                                                            bag_parts):
-            n_bags = off.size - 1
-            if n_bags == 0:
-                continue
-            config = self.tables[name]
-            view = _VIEW_OF[config.dtype]
-            kernel = gk.pool_kernel(FORMATS[config.dtype], mode, w_part is not None)
-            kernel[_blocks(n_bags, self.rows_per_block), (self.lanes, self.rows_per_block)](
-                self._slab[view], self._slab["f32"], extra[view], extra["f32"], arena.device(loc_part), base,
-                arena.device(off_part), self._no_weights if w_part is None else arena.device(w_part), out, column,
-                config.dim, scale_word(config.dim))
+        for (fmt, mode, weighted), members, (loc_part, off_part, w_part, tables_part) in launches:
+            n_bags = requests[members[0]][2].size - 1
+            view = _VIEWS[fmt]
+            gk.pool_kernel(fmt, mode, weighted)[_blocks(len(members) * n_bags, self.rows_per_block),
+                                                (self.lanes, self.rows_per_block)](
+                self._slab[view], self._slab["f32"], extra[view], extra["f32"], arena.device(loc_part),
+                arena.device(off_part), arena.device(w_part) if weighted else self._no_weights,
+                arena.device(tables_part), n_bags, out)
+
+    def _reserve_pooling(self, requests, bags, index) -> list:
+        """One pooling launch per (format, mode, weighting) among the requests with bags: its requests and
+        arena parts (bag rows, offsets, weights, per-table parameters)."""
+        groups = {}
+        for k, (name, _, off, weights, mode, _) in enumerate(requests):
+            if off.size > 1:
+                groups.setdefault((FORMATS[self.tables[name].dtype], mode, weights is not None), []).append(k)
+        arena = self._arena
+        launches = []
+        for (fmt, mode, weighted), members in groups.items():
+            n_loc = sum(bags[k][0].size for k in members)
+            n_offsets = sum(requests[k][2].size for k in members)
+            launches.append(((fmt, mode, weighted), members, (
+                arena.reserve((n_loc,), index), arena.reserve((n_offsets,), index),
+                arena.reserve((n_loc,), np.float32) if weighted else None,
+                arena.reserve((len(members), 6), np.int64))))
+        return launches
+
+    def _fill_pooling(self, requests, bags, members, parts) -> None:
+        """Write one launch's bag rows, offsets, weights and per-table parameters into the arena."""
+        arena = self._arena
+        loc_part, off_part, w_part, tables_part = parts
+        locs, offsets, table_rows = arena.host(loc_part), arena.host(off_part), arena.host(tables_part)
+        weights = None if w_part is None else arena.host(w_part)
+        at_loc = at_offset = 0
+        for row, k in enumerate(members):
+            name, _, off, table_weights, _, column = requests[k]
+            loc, base = bags[k]
+            locs[at_loc : at_loc + loc.size] = loc
+            offsets[at_offset : at_offset + off.size] = off
+            if weights is not None:
+                weights[at_loc : at_loc + loc.size] = table_weights
+            dim = self.tables[name].dim
+            table_rows[row] = (at_loc, at_offset, base, column, dim, scale_word(dim))
+            at_loc += loc.size
+            at_offset += off.size
 
 
-_VIEW_OF = {"float32": "f32", "float16": "f16", "int8": "u8"}
-"""The view of a slab that each storage dtype's kernels read its values through."""
+_VIEWS = {FORMATS["float32"]: "f32", FORMATS["float16"]: "f16", FORMATS["int8"]: "u8"}
+"""The view of a slab that each row format's kernels read its values through."""
 
 
 def _views(rows) -> dict:
