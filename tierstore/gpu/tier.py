@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cache_policies.setassoc import EMPTY, RULES, SetAssociative, geometry, set_of
+from cache_policies.setassoc import EMPTY, SetAssociative, geometry, set_of
 from tierstore.gpu import kernels as gk
 from tierstore.gpu.records import FORMATS, device_row_bytes, scale_word, stage_records
 from tierstore.gpu.runtime import require_cuda, simulated
