@@ -19,7 +19,10 @@ Cases, interleaved ``repeats`` times, each timing ``batches`` new batches of ``b
   on a background thread while batch i's dense part runs (``TieredEmbeddingBagCollection.prefetching``),
   compared with the plain loop;
 - ``torchrec ebc``, ``dram ebc``, ``cache ebc``: the embedding collections alone (what the
-  dense part's share of the end-to-end time hides).
+  dense part's share of the end-to-end time hides);
+- with ``gpu_cache_fraction`` > 0 (dense on CUDA): ``gpu`` and ``gpu ebc``, the store's GPU tier
+  holding that fraction of the rows over a DRAM tier holding all of them, its pooled output
+  handed to the dense part on the device (``Store.lookup_batch(..., device="cuda")``).
 
 It reports samples/s (median over repeats), p50/p99 batch latency, per-tier hit rates,
 the ratios (median of the per-repeat ratios), and the largest logit difference from
@@ -63,6 +66,7 @@ DENSE_FEATURES = 13
 CASES = {"torchrec": ("torchrec", "plain"), "dram": ("dram", "plain"), "dram+pipe": ("dram", "pipelined"),
          "cache": ("cache", "plain"), "cache+pipe": ("cache", "pipelined"), "torchrec ebc": ("torchrec", "ebc"),
          "dram ebc": ("dram", "ebc"), "cache ebc": ("cache", "ebc")}
+GPU_CASES = {"gpu": ("gpu", "plain"), "gpu ebc": ("gpu", "ebc")}
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,18 @@ class DlrmBenchConfig:
     dense_arch: str = "512,256,64"
     over_arch: str = "512,512,256,1"
     device: str = "auto"
+    gpu_cache_fraction: float = 0.0
     workdir: str = "bench/out/dlrm"
     seed: int = 0
 
     @property
     def table_rows(self) -> list[int]:
         return [min(rows, self.max_rows) for rows in CRITEO_KAGGLE_ROWS]
+
+    @property
+    def cases(self) -> dict:
+        """Case -> (model, how it runs), the GPU tier's cases included when it is asked for."""
+        return {**CASES, **(GPU_CASES if self.gpu_cache_fraction > 0 else {})}
 
 
 def _sizes(text: str) -> list[int]:
@@ -118,6 +128,7 @@ def build_models(config: DlrmBenchConfig) -> dict:
     workdir = Path(config.workdir)
     shutil.rmtree(workdir / "store", ignore_errors=True)
     shutil.rmtree(workdir / "store-cache", ignore_errors=True)
+    shutil.rmtree(workdir / "store-gpu", ignore_errors=True)
     started = time.perf_counter()
     tierstore.from_torch(anchor, workdir / "store", dtype=config.dtype, progress=False)
     export_seconds = time.perf_counter() - started
@@ -130,14 +141,25 @@ def build_models(config: DlrmBenchConfig) -> dict:
         dram.warm(table)
     cache = tierstore.open(workdir / "store-cache", dram_cache_bytes=int(config.cache_fraction * all_rows),
                            policy=config.policy, io=config.io)
+    stores = {"dram": dram, "cache": cache}
+    if config.gpu_cache_fraction > 0:
+        from tierstore.gpu.records import device_row_bytes
+
+        (workdir / "store-gpu").mkdir()
+        shutil.copyfile(workdir / "store" / "data.mdb", workdir / "store-gpu" / "data.mdb")
+        gpu_rows = sum(device_row_bytes(config.dtype, t.embedding_dim) * t.num_embeddings for t in tables)
+        stores["gpu"] = tierstore.open(workdir / "store-gpu", dram_cache_bytes=all_rows, io=config.io,
+                                       gpu_cache_bytes=max(1, int(config.gpu_cache_fraction * gpu_rows)))
+        for table in dram.tables:
+            stores["gpu"].warm(table)
     device = _device(config)
     models = {"torchrec": anchor.to(device)}
-    for name, store in (("dram", dram), ("cache", cache)):
+    for name, store in stores.items():
         tiered = DLRM(TieredEmbeddingBagCollection(store), *arch).eval()
         unmatched = tiered.load_state_dict(anchor.state_dict(), strict=False)
         assert not unmatched.missing_keys, unmatched.missing_keys
         models[name] = tiered.to(device)
-    return {"models": models, "stores": {"dram": dram, "cache": cache}, "export_seconds": export_seconds}
+    return {"models": models, "stores": stores, "export_seconds": export_seconds}
 
 
 def batch_stream(config: DlrmBenchConfig, count: int):
@@ -187,21 +209,27 @@ def run_bench(config: DlrmBenchConfig, log=print) -> dict:
     built = build_models(config)
     models, stores = built["models"], built["stores"]
     device = _device(config)
-    stream = batch_stream(config, 1 + config.warm_batches + config.repeats * len(CASES) * config.batches)
+    cases = config.cases
+    stream = batch_stream(config, 1 + config.warm_batches + config.repeats * len(cases) * config.batches)
     with torch.inference_mode():
         dense, kjt = next(stream)
         reference = models["torchrec"](dense.to(device), kjt.to(device))
         logit_diff = float((models["dram"](dense.to(device), kjt) - reference).abs().max())
+        if "gpu" in models:
+            logit_diff = max(logit_diff, float((models["gpu"](dense.to(device), kjt) - reference).abs().max()))
         for _ in range(config.warm_batches):
             dense, kjt = next(stream)
             models["cache"](dense.to(device), kjt)
+            if "gpu" in models:
+                models["gpu"](dense.to(device), kjt)
     log(f"exported {sum(config.table_rows):,} rows in {built['export_seconds']:.1f} s; max |logit difference| "
         f"tierstore vs torchrec: {logit_diff:.2e}")
-    seconds = {case: [] for case in CASES}
-    rates = {case: [] for case in CASES}
-    counters = {name: {"dram_hits": 0, "dram_misses": 0, "pages_read": 0} for name in stores}
+    seconds = {case: [] for case in cases}
+    rates = {case: [] for case in cases}
+    counters = {name: {"dram_hits": 0, "dram_misses": 0, "pages_read": 0, "gpu_hits": 0, "gpu_misses": 0}
+                for name in stores}
     for _ in range(config.repeats):
-        for case, (name, how) in CASES.items():
+        for case, (name, how) in cases.items():
             batches = [next(stream) for _ in range(config.batches)]
             store = stores.get(name)
             if store is not None:
@@ -212,23 +240,29 @@ def run_bench(config: DlrmBenchConfig, log=print) -> dict:
                 counters[name]["dram_hits"] += stats["dram"]["hits"]
                 counters[name]["dram_misses"] += stats["dram"]["misses"]
                 counters[name]["pages_read"] += stats["ssd"]["pages_read"]
+                counters[name]["gpu_hits"] += stats.get("gpu", {}).get("hits", 0)
+                counters[name]["gpu_misses"] += stats.get("gpu", {}).get("misses", 0)
             seconds[case] += times
             rates[case].append(config.batch_size * len(times) / sum(times))
     result = {"config": asdict(config), "device": str(device), "export_seconds": built["export_seconds"],
               "max_abs_logit_diff": logit_diff, "cases": {}, "ratios": {}, "tiers": {}}
-    for case in CASES:
+    for case in cases:
         p50, p99 = np.percentile(np.array(seconds[case]) * 1e3, [50, 99])
         result["cases"][case] = {"samples_per_s": float(np.median(rates[case])), "p50_ms": float(p50),
                                  "p99_ms": float(p99), "samples_per_s_by_repeat": rates[case]}
     for case, anchor in (("dram", "torchrec"), ("cache", "torchrec"), ("dram+pipe", "dram"), ("cache+pipe", "cache"),
                          ("dram+pipe", "torchrec"), ("cache+pipe", "torchrec"), ("dram ebc", "torchrec ebc"),
-                         ("cache ebc", "torchrec ebc")):
+                         ("cache ebc", "torchrec ebc"), ("gpu", "torchrec"), ("gpu ebc", "torchrec ebc")):
+        if case not in cases:
+            continue
         result["ratios"][f"{case} / {anchor}"] = float(np.median(np.array(rates[case]) / np.array(rates[anchor])))
     for name, c in counters.items():
         accesses = max(c["dram_hits"] + c["dram_misses"], 1)
         result["tiers"][name] = {"dram_hit_rate": c["dram_hits"] / accesses, "ssd_hit_rate": c["dram_misses"] / accesses,
                                  "ssd_pages_per_batch": c["pages_read"] / (2 * config.repeats * config.batches),
                                  "dram_budget_bytes": stores[name].stats()["dram"]["budget_bytes"]}
+        if c["gpu_hits"] + c["gpu_misses"]:
+            result["tiers"][name]["gpu_hit_rate"] = c["gpu_hits"] / (c["gpu_hits"] + c["gpu_misses"])
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for store in stores.values():
         store.close()
@@ -242,9 +276,10 @@ def format_report(result: dict) -> str:
              f"rows, dim {config['dim']}, {config['dtype']}), batch {config['batch_size']}, dense on {result['device']}, "
              f"{config['threads']} threads"]
     for case, c in result["cases"].items():
-        name, how = CASES[case]
+        name, how = {**CASES, **GPU_CASES}[case]
         tier = result["tiers"].get(name) if how != "ebc" else None
-        hits = "" if tier is None else (f", DRAM hit rate {tier['dram_hit_rate']:.1%}, SSD {tier['ssd_hit_rate']:.1%} "
+        hits = "" if tier is None or "gpu_hit_rate" not in tier else f", GPU hit rate {tier['gpu_hit_rate']:.1%}"
+        hits += "" if tier is None else (f", DRAM hit rate {tier['dram_hit_rate']:.1%}, SSD {tier['ssd_hit_rate']:.1%} "
                                         f"({tier['ssd_pages_per_batch']:.0f} pages/batch)")
         lines.append(f"{case:>12}: {c['samples_per_s']:>9,.0f} samples/s, p50 {c['p50_ms']:.1f} ms, "
                      f"p99 {c['p99_ms']:.1f} ms{hits}")

@@ -147,9 +147,10 @@ def is_setassoc(policy) -> bool:
     return isinstance(policy, SetAssociative) or (isinstance(policy, str) and policy.split("-")[0] == NAME_PREFIX)
 
 
-def parse(policy) -> SetAssociative:
-    """A :class:`SetAssociative` from itself or from a name: ``"setassoc"`` (the defaults) or
-    ``"setassoc-<rule>"``, optionally followed by ``":key=value,..."`` (``ways``, ``admission``)."""
+def parse(policy, default: SetAssociative | None = None) -> SetAssociative:
+    """A :class:`SetAssociative` from itself or from a name: ``"setassoc"`` (``default``'s fields, else
+    the defaults) or ``"setassoc-<rule>"``, optionally followed by ``":key=value,..."`` (``ways``,
+    ``admission``); fields a name leaves out are ``default``'s."""
     if isinstance(policy, SetAssociative):
         return policy
     if not is_setassoc(policy):
@@ -163,7 +164,7 @@ def parse(policy) -> SetAssociative:
         if not sep or key not in ("ways", "admission"):
             raise ValueError(f"{policy!r}: parameters are ways=<int> and admission=<{'|'.join(ADMISSIONS)}>")
         fields[key] = int(value) if key == "ways" and value.lstrip("-").isdigit() else value
-    return SetAssociative(**fields)
+    return SetAssociative(**{**(default.to_dict() if default is not None else {}), **fields})
 
 
 def geometry(slots: int, ways: int) -> tuple[int, int]:

@@ -7,8 +7,8 @@ store opens with a plan (``tierstore.open(path, plan=...)``):
   outside the cache, and never evicted (re-read when they are updated);
 - ``CACHED`` rows go through the DRAM cache as usual;
 - ``SSD_ONLY`` rows are read from SSD on every lookup and never admitted;
-- ``PINNED_GPU`` rows wait for a GPU tier, which is not built yet: until then they
-  are treated as ``CACHED``.
+- ``PINNED_GPU`` rows are read into the GPU tier at open and never evicted there
+  (:mod:`tierstore.gpu`); without a GPU tier they are treated as ``CACHED``.
 
 Per plan table the store keeps a route per row (int32: 4 bytes a row, only for
 tables of the plan): the pinned row's slab row (``>= 0``), ``ROUTE_CACHED`` or
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from placement import PINNED_DRAM, SSD_ONLY, PlacementPlan
+from placement import PINNED_DRAM, PINNED_GPU, SSD_ONLY, PlacementPlan
 
 ROUTE_CACHED = -1
 ROUTE_SSD_ONLY = -2
@@ -49,6 +49,8 @@ class LivePlan:
         Per table, its DRAM-pinned rows, increasing.
     ssd_only : dict of str to bool ndarray
         Per table, which rows are never admitted.
+    gpu_pinned : dict of str to int64 ndarray
+        Per table with any, its GPU-pinned rows, increasing.
     dram_bytes : int
         The plan's whole DRAM budget (pinned rows plus the cache).
     """
@@ -56,6 +58,7 @@ class LivePlan:
     tables: list[str]
     pinned: dict[str, np.ndarray]
     ssd_only: dict[str, np.ndarray]
+    gpu_pinned: dict[str, np.ndarray]
     dram_bytes: int
 
     def routes(self, pinned_slots) -> dict[str, np.ndarray]:
@@ -88,5 +91,6 @@ def live_plan(plan, tables: dict) -> LivePlan:
         tables=list(plan.tables),
         pinned={name: np.flatnonzero(t == PINNED_DRAM).astype(np.int64) for name, t in tier.items()},
         ssd_only={name: t == SSD_ONLY for name, t in tier.items()},
+        gpu_pinned={name: rows for name, t in tier.items() if (rows := np.flatnonzero(t == PINNED_GPU)).size},
         dram_bytes=int(plan.budgets.dram_bytes),
     )

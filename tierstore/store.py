@@ -37,6 +37,7 @@ from tierstore.check import check_store
 from tierstore.config import TableConfig
 from tierstore.dram import DramTier
 from tierstore.errors import CorruptStoreError, IncompatibleStoreError, StoreClosedError, StoreWriteError
+from tierstore.gpu.serving import GpuServing
 from tierstore.ingest import iter_row_chunks
 from tierstore.lmdb_direct import open_direct, supported as direct_supported
 from tierstore.meta import (
@@ -151,7 +152,8 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
 
 
 def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
-         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", plan=None) -> "Store":
+         map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", gpu_cache_bytes: int | dict = 0, gpu_policy=None,
+         plan=None) -> "Store":
     """Open an existing store.
 
     Handles on the same store in one process share its LMDB environment (the first
@@ -194,13 +196,24 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
         calls and drops the map's pages after each B+tree walk: RSS stays near the
         DRAM budget whatever the file size, at a syscall per page (see
         ``bench/bench_lookup.py`` for both).
+    gpu_cache_bytes : int or dict
+        A GPU tier above DRAM (:mod:`tierstore.gpu`; needs the ``gpu`` extra and a
+        CUDA GPU, or numba's CUDA simulator): device memory for rows at their
+        stored width, one budget shared by every table or ``{table: bytes}``.
+        Lookups then pool on the device; ``device="cuda"`` keeps the output there.
+        0 (the default): no GPU tier, and nothing CUDA is imported.
+    gpu_policy : None, str or SetAssociative
+        The GPU tier's set-associative rule and ways (``"setassoc-lru"`` or
+        ``"setassoc-lfu"``, ``":ways=W"``); default the DRAM tier's rule and ways
+        with no admission filter (``tierstore.gpu.serving.GPU_DEFAULT``).
     plan : placement.PlacementPlan or path, optional
         A placement plan (or a saved plan's directory) to apply (see
         :mod:`tierstore.plans`): its DRAM-pinned rows are read now and never
         evicted, its SSD-only rows are never admitted, the rest are cached; its
         tables share one DRAM budget, ``dram_cache_bytes`` if given (an int, which
-        must hold the pinned rows) else the plan's DRAM budget.  GPU-pinned rows are
-        cached until there is a GPU tier.  The plan's SSD layout is applied by
+        must hold the pinned rows) else the plan's DRAM budget.  Its ``PINNED_GPU`` rows
+        are read into the GPU tier at open and never evicted (with no GPU tier, they
+        are cached as any other row).  The plan's SSD layout is applied by
         :meth:`Store.apply_layout` (``tierstore place``), not here.
     """
     if io not in IO_MODES:
@@ -215,6 +228,11 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     except BaseException:
         environment.release(env)
         raise
+    try:
+        store._build_gpu_tiers(gpu_cache_bytes, gpu_policy, store._gpu_pinned)
+    except BaseException:
+        store.close()
+        raise
     if tables is not None:
         expected = {t.name: _resolve(t) for t in tables}
         if expected != store.tables:
@@ -225,8 +243,8 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     return store
 
 
-class Store:
-    """An open store: pooled lookups through the DRAM tier(s) over the LMDB pages.
+class Store(GpuServing):
+    """An open store: pooled lookups through the GPU and DRAM tier(s) over the LMDB pages.
 
     Built by :func:`tierstore.create` or :func:`tierstore.open`.  Lookups are
     serialized per store (a lock); the kernels inside use every Numba thread.
@@ -249,6 +267,8 @@ class Store:
         self._pinned: dict[str, np.ndarray] = {}
         self._stale_pinned: set[str] = set()
         self._pinned_hits = 0
+        self._gpu_tiers, self._gpu_of = [], {}
+        self._gpu_pinned: dict[str, np.ndarray] = {}
         self._direct = open_direct(self.path, copy_reads=io == "pread")
         try:
             if io == "pread" and self._direct is None:
@@ -258,7 +278,9 @@ class Store:
             if plan is None:
                 self._build_tiers(dram_cache_bytes, policy)
             else:
-                self._apply_plan(live_plan(plan, self.tables), dram_cache_bytes, policy)
+                plan = live_plan(plan, self.tables)
+                self._apply_plan(plan, dram_cache_bytes, policy)
+                self._gpu_pinned = plan.gpu_pinned
         except BaseException:
             if self._direct is not None:
                 self._direct.close()
@@ -419,8 +441,7 @@ class Store:
         before = {e["config"]["name"]: e["data_version"] for e in previous["tables"]}
         for entry in meta["tables"]:
             name = entry["config"]["name"]
-            tier = self._tier_of.get(name)
-            if tier is not None and entry["data_version"] != before.get(name):
+            if entry["data_version"] != before.get(name):
                 self._drop_cached(name, np.arange(self.tables[name].num_rows, dtype=np.int64))
 
     def _adopt(self, meta, epoch: bytes) -> None:
@@ -591,6 +612,7 @@ class Store:
         route = self._routes.get(name)
         if route is not None and np.any(route[rows] >= 0):
             self._stale_pinned.add(name)
+        self._gpu_invalidate(name, rows)
 
     def _build_tiers(self, dram_cache_bytes, policy) -> None:
         if isinstance(dram_cache_bytes, dict):
@@ -698,6 +720,21 @@ class Store:
             if count:
                 self._stats.rows_admitted += admitted
 
+    def _gpu_records(self, txn, name: str, rows: np.ndarray, count: bool = True) -> np.ndarray:
+        """Stored records (uint8 ``[len(rows), row_bytes]``) of distinct ``rows`` the GPU tier missed, read
+        through the DRAM tier (which counts, and may admit, them as one access each) and SSD: DRAM and SSD
+        hold rows at their stored width, so records pass through bit-exact for every dtype."""
+        width = self.tables[name].row_bytes
+        loc, slab, extra, pending = self._locate(txn, name, rows, count)
+        out = np.empty((rows.size, width), dtype=np.uint8)
+        hit, missed = np.flatnonzero(loc >= 0), np.flatnonzero(loc < 0)
+        if hit.size:
+            out[hit] = slab[loc[hit], :width]
+        if missed.size:
+            out[missed] = extra[-1 - loc[missed], :width]
+        self._admit(name, pending, count)
+        return out
+
     def _check_request(self, name, indices, offsets, per_sample_weights, mode, include_last_offset, out,
                        check_range=True):
         config = self._table(name)
@@ -715,7 +752,7 @@ class Store:
         return tier is not None and tier.fully_resident(name)
 
     def lookup(self, table: str, indices, offsets, per_sample_weights=None, mode: str = "sum",
-               include_last_offset: bool = False) -> np.ndarray:
+               include_last_offset: bool = False, device=None) -> np.ndarray:
         """Pooled lookup of one table's bags, as ``torch.nn.functional.embedding_bag``.
 
         Parameters
@@ -730,15 +767,24 @@ class Store:
             One weight per index (``mode="sum"`` only).
         mode : {"sum", "mean", "max"}
             Empty bags give zeros in every mode.
+        device : {None, "cpu", "cuda"}
+            ``"cuda"`` (a store with a GPU tier) returns the output on the device: a
+            torch CUDA tensor where torch has CUDA, else a numba device array
+            (``__cuda_array_interface__``, taken by ``torch.as_tensor`` without a copy).
 
         Returns
         -------
-        ndarray, float32 [B, dim]
+        ndarray, float32 [B, dim] (or the device array above)
         """
-        return self._run_batch([(table, indices, offsets, per_sample_weights, mode, include_last_offset)], None)[0]
+        request = (table, indices, offsets, per_sample_weights, mode, include_last_offset)
+        if self._uses_gpu(device):
+            return self._run_gpu_batch([request], device)
+        return self._run_batch([request], None)[0]
 
-    def lookup_batch(self, batch, mode: str | dict = "sum") -> np.ndarray:
+    def lookup_batch(self, batch, mode: str | dict = "sum", device=None) -> np.ndarray:
         """Pooled lookups of every key of a ``SparseBatch``.
+
+        ``device="cuda"`` returns the output on the device, as :meth:`lookup`.
 
         Returns
         -------
@@ -754,6 +800,8 @@ class Store:
             self._table(key)
             indices, offsets, weights = batch.table(key)
             requests.append((key, indices, offsets, weights, modes.get(key, "sum"), True))
+        if self._uses_gpu(device):
+            return self._run_gpu_batch(requests, device)
         dims = [self.tables[k].dim for k in batch.keys]
         out = np.empty((batch.batch_size, int(sum(dims))), dtype=np.float32)
         self._run_batch(requests, self.table_views(batch.keys, out))
@@ -818,12 +866,15 @@ class Store:
             return out
 
     def warm(self, table: str, progress: bool = False) -> None:
-        """Read every row of ``table`` into its DRAM tier (which must be able to hold the whole table)."""
+        """Read every row of ``table`` into its GPU tier if that holds the whole table, else into its DRAM tier
+        (which must then hold the whole table)."""
         self._check_open()
         config = self._table(table)
         tier = self._tier_of.get(table)
+        if self._gpu_warm(table):
+            return
         if tier is None or not tier.mirror:
-            raise ValueError(f"table {table!r}: warm() needs a DRAM budget that holds every row of its tier")
+            raise ValueError(f"table {table!r}: warm() needs a DRAM (or GPU) budget that holds every row of its tier")
         self._ssd_of(table)
         step = max(config.rows_per_page, (64 << 20) // max(config.row_bytes, 1) // config.rows_per_page
                    * config.rows_per_page)
@@ -835,7 +886,13 @@ class Store:
 
     # ----------------------------------------------------------------- stats
     def stats(self) -> dict:
-        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles."""
+        """Per-tier hits and misses, SSD reads, lookups and batch latency percentiles.
+
+        With a GPU tier, ``"gpu"`` counts every access (hits, misses, pinned hits),
+        and the DRAM tier counts the distinct rows the GPU tier fetched from it per batch;
+        batch latencies of ``device="cuda"`` lookups end when the host has queued the
+        kernels (the device may still be pooling).
+        """
         s = self._stats
         accesses = s.dram_hits + s.dram_misses
         ssd = {"pages_read": 0, "bytes_read": 0, "rows_decoded": 0}
@@ -854,6 +911,7 @@ class Store:
                 "budget_bytes": sum(t.budget_bytes + t.pinned_bytes for t in self._tiers),
             },
             "ssd": {**ssd, "hits": s.dram_misses},
+            **({"gpu": self._gpu_stats()} if self._gpu_tiers else {}),
             "lookups": s.lookups,
             "bags": s.bags,
             "batches": s.batches,
@@ -905,6 +963,7 @@ class Store:
         """Zero every counter (cache contents stay)."""
         self._stats.reset()
         self._pinned_hits = 0
+        self._reset_gpu_stats()
         for table in self._ssd.values():
             table.counters = type(table.counters)()
 

@@ -10,8 +10,9 @@ They serve inference only.  They hold no parameters; run them under
 carries an autograd node whose backward raises, so ``loss.backward()`` through the
 embeddings says what happened instead of training the dense part alone in silence.
 
-Outputs go where the module is (``.to(device)``, ``device=``): on CUDA through
-pinned host memory and a non-blocking copy.
+Outputs go where the module is (``.to(device)``, ``device=``): on CUDA straight
+from the store's GPU tier when it has one (``Store.lookup(..., device="cuda")``,
+no copy), else through pinned host memory and a non-blocking copy.
 """
 
 from __future__ import annotations
@@ -56,7 +57,16 @@ class _Served(nn.Module):
         """Where outputs go (follows ``.to(device)``)."""
         return self._where.device
 
-    def _output(self, pooled: np.ndarray) -> torch.Tensor:
+    def _lookup_options(self, store) -> dict:
+        """``{"device": "cuda"}`` when outputs go to the current CUDA device and ``store`` pools on the GPU
+        (the lookup then returns a CUDA tensor), else no options."""
+        device = self._where.device
+        on_gpu = device.type == "cuda" and getattr(store, "serves_cuda", False)
+        return {"device": "cuda"} if on_gpu and device.index in (None, torch.cuda.current_device()) else {}
+
+    def _output(self, pooled) -> torch.Tensor:
+        if isinstance(pooled, torch.Tensor):
+            return _InferenceOnly.apply(_ANCHOR, pooled) if torch.is_grad_enabled() else pooled
         out = torch.from_numpy(pooled)
         device = self._where.device
         if device.type == "cuda":
@@ -123,7 +133,8 @@ class TieredEmbeddingBag(_Served):
             offsets = as_numpy(offsets)
         else:
             raise ValueError(f"input must be 1-D (with offsets) or 2-D, got shape {tuple(indices.shape)}")
-        pooled = self.store.lookup(self.table, indices, offsets, weights, self.mode, include_last)
+        pooled = self.store.lookup(self.table, indices, offsets, weights, self.mode, include_last,
+                                   **self._lookup_options(self.store))
         return self._output(pooled)
 
     def extra_repr(self) -> str:
@@ -222,8 +233,9 @@ class TieredEmbeddingBagCollection(_Served):
             pooled = self.pool(features)
         return keyed_tensor(self._feature_names, self._length_per_key, self._output(pooled))
 
-    def pool(self, features) -> np.ndarray:
-        """The pooled embeddings of ``features`` as a float32 array ``[B, sum(dims)]`` in output order."""
+    def pool(self, features):
+        """The pooled embeddings of ``features`` as a float32 array ``[B, sum(dims)]`` in output order (a torch
+        CUDA tensor when the collection is on CUDA and the store pools on the GPU)."""
         keys, values, offsets, weights, bags = jagged_arrays(features)
         position = {key: k for k, key in enumerate(keys)}
         missing = [f for f in self._feature_names if f not in position]
@@ -234,7 +246,8 @@ class TieredEmbeddingBagCollection(_Served):
         weights = weights if self._weighted else None
         if len(self._rounds) == 1 and keys == self._feature_names:
             tables = [table for table, _ in self._rounds[0]]
-            return self.store.lookup_batch(SparseBatch(tables, values, offsets=offsets, weights=weights), self._modes)
+            return self.store.lookup_batch(SparseBatch(tables, values, offsets=offsets, weights=weights), self._modes,
+                                           **self._lookup_options(self.store))
         pooled = []
         for round_ in self._rounds:
             spans = [(offsets[position[f] * bags], offsets[(position[f] + 1) * bags]) for _, f in round_]
@@ -245,14 +258,15 @@ class TieredEmbeddingBagCollection(_Served):
                                         for _, f in round_]),
                 weights=None if weights is None else np.concatenate([weights[a:b] for a, b in spans]),
             )
-            pooled.append((round_, self.store.lookup_batch(batch, self._modes)))
+            pooled.append((round_, self.store.lookup_batch(batch, self._modes, **self._lookup_options(self.store))))
         if len(pooled) == 1:
             return pooled[0][1]
         columns = {}
         for round_, out in pooled:
             views = self.store.table_views([table for table, _ in round_], out)
             columns.update({feature: views[table] for table, feature in round_})
-        return np.concatenate([columns[f] for f in self._feature_names], axis=1)
+        parts = [columns[f] for f in self._feature_names]
+        return torch.cat(parts, dim=1) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts, axis=1)
 
     def prefetch(self, features) -> None:
         """Start pooling ``features`` on a background thread; ``forward`` on the same object takes the result."""
