@@ -20,9 +20,8 @@ from bench.traces.generate import TraceSpec, generate_parts
 from bench.traces.presets import PRESETS
 from bench.traces.sizing import check_room, estimate_size
 from bench.traces.stats import DEFAULT_DENSE_LIMIT, TraceStats
-from cache_policies import available_policies
-from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int,
-                           note, policy_name, positive_int)
+from tierstore.cli import (DEFAULT_POLICY, UsageError, add_output_options, emit, human_bytes, non_negative_float,
+                           non_negative_int, note, policy_help, policy_name, positive_int)
 
 
 def format_arg(text: str) -> str:
@@ -348,8 +347,7 @@ def add_replay_command(subparsers) -> None:
     add_reader_options(p)
     p.add_argument("--dram-cache", default="10%",
                    help="DRAM budget: bytes (256MiB) or a share of the tables' float32 size (default 10%%)")
-    p.add_argument("--policy", type=policy_name, default="lru",
-                   help=f"DRAM cache policy: {', '.join(available_policies())} (default lru)")
+    p.add_argument("--policy", type=policy_name, default=DEFAULT_POLICY, help=policy_help())
     p.add_argument("--warmup", type=non_negative_int, default=10,
                    help="warm-up batches, excluded from the figures (default 10)")
     p.add_argument("--interval", type=positive_int, default=10,

@@ -23,10 +23,9 @@ import tierstore
 from bench.progress import batch_progress
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from bench.traces.native import NativeTraceWriter
-from cache_policies import available_policies
 from tierstore import TableConfig
-from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int,
-                           policy_name, positive_int)
+from tierstore.cli import (DEFAULT_POLICY, UsageError, add_output_options, emit, human_bytes, non_negative_float,
+                           non_negative_int, policy_help, policy_name, positive_int)
 
 DEMO_TABLES = (
     TableConfig("user", 2_000_000, 32, "float16"),
@@ -49,7 +48,7 @@ class DemoConfig:
     pooling: float = 16.0
     zipf: float = 1.05
     cache_fraction: float = 0.10
-    policy: str = "lru"
+    policy: str = DEFAULT_POLICY
     seed: int = 0
 
     def __post_init__(self):
@@ -252,8 +251,7 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=DemoConfig.warmup_batches,
                    help="warm-up batches before them: the first compiles, the rest fill the cache "
                         f"(default {DemoConfig.warmup_batches})")
-    p.add_argument("--policy", type=policy_name, default=DemoConfig.policy,
-                   help=f"DRAM cache policy: {', '.join(available_policies())} (default lru)")
+    p.add_argument("--policy", type=policy_name, default=DemoConfig.policy, help=policy_help())
     p.add_argument("--cache-fraction", type=non_negative_float, default=DemoConfig.cache_fraction,
                    help="DRAM budget as a fraction of the tables' float32 size (default 0.1)")
     p.add_argument("--zipf", type=float, default=DemoConfig.zipf,

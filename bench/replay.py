@@ -28,6 +28,7 @@ import tierstore
 from bench.compare import parse_size
 from bench.traces.batching import request_tables
 from tierstore import SparseBatch
+from tierstore.cli import DEFAULT_POLICY
 from tierstore.config import JsonConfig
 
 #: Row offset step between trace tables folded onto one store table (Knuth's multiplicative hash).
@@ -45,7 +46,7 @@ class ReplayConfig(JsonConfig):
     dram_cache : str
         DRAM budget: bytes (``"256MiB"``) or a share of the tables' float32 size (``"10%"``).
     policy : str
-        DRAM cache policy name.
+        DRAM cache: a set-associative name or an exact policy name (see ``tierstore.open``).
     warmup_batches : int
         Leading batches excluded from the figures.
     interval : int
@@ -63,7 +64,7 @@ class ReplayConfig(JsonConfig):
     store: str
     trace: str
     dram_cache: str = "10%"
-    policy: str = "lru"
+    policy: str = DEFAULT_POLICY
     warmup_batches: int = 10
     interval: int = 10
     mode: str = "sum"

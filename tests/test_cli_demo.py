@@ -76,7 +76,9 @@ def test_the_kept_store_and_trace_serve_replay_info_and_place(kept):
 
 @pytest.mark.parametrize("argv, words", [
     (["demo", "--batches", "0"], ["--batches", "must be >= 1"]),
-    (["demo", "--policy", "nope"], ["unknown policy 'nope'", "lru"]),
+    (["demo", "--policy", "nope"], ["unknown policy 'nope'", "setassoc", "lru"]),
+    (["demo", "--policy", "setassoc-lru:ways=0"], ["ways must be an int in [1, 64]"]),
+    (["replay", "s", "t", "--policy", "setassoc-fifo"], ["set-associative rule must be one of"]),
     (["demo", "--cache-fraction", "2"], ["between 0 and 1"]),
     (["demo", "--scale", "0"], ["--scale"]),
     (["demo", "--warmup", "x"], ["expected an integer"]),

@@ -61,12 +61,34 @@ def non_negative_float(text: str) -> float:
     return _at_least(float, 0.0, text)
 
 
-def policy_name(text: str) -> str:
-    """argparse type: the name of a registered cache policy."""
+DEFAULT_POLICY = "setassoc"
+"""``--policy`` when not given: the store's default DRAM tier (set-associative, its default rule and ways)."""
+
+
+def policy_help() -> str:
+    """The ``--policy`` help line of the commands that open a store's DRAM tier."""
     from cache_policies import available_policies
 
+    return ("DRAM cache: setassoc (the store's default), setassoc-lru or setassoc-lfu with options as in "
+            f"setassoc-lru:ways=32,admission=none, or an exact policy: {', '.join(available_policies())} "
+            "(default setassoc)")
+
+
+def policy_name(text: str) -> str:
+    """argparse type: a DRAM tier's cache: a set-associative name (``setassoc``, ``setassoc-lru:ways=8``, ...)
+    or the name of a registered exact policy."""
+    from cache_policies import available_policies
+    from cache_policies.setassoc import is_setassoc, parse
+
+    if is_setassoc(text):
+        try:
+            parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
     if text not in available_policies():
-        raise argparse.ArgumentTypeError(f"unknown policy {text!r}; policies: {', '.join(available_policies())}")
+        raise argparse.ArgumentTypeError(f"unknown policy {text!r}; set-associative: setassoc, setassoc-lru, "
+                                         f"setassoc-lfu; exact: {', '.join(available_policies())}")
     return text
 
 
