@@ -310,16 +310,16 @@ def case_c(config, path):
     ``cold_rows`` distinct uniform ids, of batched ``lookup`` s of the same ids (``cold_batch_rows`` a batch,
     bags of ``pooling``), and of the same batches each ``prefetch`` ed first and waited for, against the
     device's 4 KiB random reads/s at queue depth 32 on the same file (fio, else built-in ``O_DIRECT``
-    reads: :mod:`bench.random_reads`).  Kernels are compiled first, on a few rows."""
+    reads: :mod:`bench.random_reads`).  Kernels are compiled first, on a few hundred rows."""
     rng = np.random.default_rng(config.seed + 7)
     rows = rng.choice(config.rows, size=config.cold_rows, replace=False)
     chunks = np.array_split(rows, max(1, config.cold_rows // config.cold_batch_rows))
     batches = [SparseBatch.from_tables({"t": (c, np.append(np.arange(0, c.size, config.pooling), c.size))})
                for c in chunks]
-    with tierstore.open(path) as store:
-        store.get_rows("t", rows[:8])
-        store.lookup("t", rows[:8], np.array([0]))
-        store.prefetch(batches[0]).cancel()
+    with tierstore.open(path) as store:  # enough rows for every kernel of the walk (leaves announced from 64 keys)
+        store.get_rows("t", rows[:256])
+        store.lookup("t", rows[:256], np.array([0]))
+        store.prefetch(SparseBatch.from_tables({"t": (rows[:256], np.array([0, 256]))})).wait()
 
     def cold(work) -> float:
         drop_page_cache(path)

@@ -112,6 +112,35 @@ def test_lookups_take_the_pages_read_ahead_and_memory_stays_bounded(tmp_path):
         assert store.stats()["prefetch"]["rows_served"] == served
 
 
+def test_reads_in_flight_block_only_the_lookup_of_their_own_batch(tmp_path, monkeypatch):
+    values = np.random.default_rng(7).standard_normal((2000, 16)).astype(np.float32)
+    path = make_store(tmp_path / "s", {TableConfig("t", 2000, 16): values})
+    disk_ready = threading.Event()
+    read_pages = tierstore.prefetch.read_pages
+
+    def slow_disk(*args):
+        assert disk_ready.wait(60)
+        return read_pages(*args)
+
+    monkeypatch.setattr(tierstore.prefetch, "read_pages", slow_disk)
+    ahead = SparseBatch.from_tables({"t": (np.arange(0, 2000, 3), np.array([0, 667]))})
+    other = SparseBatch.from_tables({"t": (np.arange(1, 2000, 3), np.array([0, 667]))})
+    with tierstore.open(path, dram_cache_bytes=8000) as store:
+        handle = store.prefetch(ahead)
+        np.testing.assert_allclose(store.lookup_batch(other), pool(values, other.values, [0, 667]), rtol=1e-5,
+                                   atol=1e-4)
+        assert not handle.done()
+        results = []
+        waiting = threading.Thread(target=lambda: results.append(store.lookup_batch(ahead)))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and not results      # waits for its own reads still in flight
+        disk_ready.set()
+        waiting.join(60)
+        np.testing.assert_allclose(results[0], pool(values, ahead.values, [0, 667]), rtol=1e-5, atol=1e-4)
+        assert store.stats()["prefetch"]["rows_served"] > 0
+
+
 def test_a_commit_after_the_read_ahead_is_seen_by_the_lookup(tmp_path):
     values = np.ones((100, 4), np.float32)
     path = make_store(tmp_path / "s", {TableConfig("t", 100, 4, rows_per_page=3): values})

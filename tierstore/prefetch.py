@@ -278,7 +278,8 @@ class Prefetcher:
         return handle
 
     def claim(self, batch) -> PrefetchHandle | None:
-        """The handle of ``batch`` (the same object) once planned, for its lookup; None if there is none.
+        """The handle of ``batch`` (the same object) once its reads have ended, for its lookup; None if there
+        is none.
 
         A prefetch not yet planned is dropped (none of its reads is in flight).  Call
         outside the store's lock: planning takes it.
@@ -292,6 +293,7 @@ class Prefetcher:
             handle._finished.set()
             return None
         handle._planned.result()
+        handle.wait()  # here, not under the store's lock: lookups of other batches go on meanwhile
         return handle
 
     def release(self, handle: PrefetchHandle) -> None:
