@@ -3,11 +3,12 @@
 ``Store.prefetch(batch)`` returns a :class:`PrefetchHandle` at once.  A planner
 thread then takes the store's lock briefly to see, per table, which of the batch's
 distinct rows its DRAM tier lacks now, which pages hold them and where those pages
-sit in ``data.mdb`` (the B+tree walk of the miss path), and keeps that read
-transaction open; up to ``depth`` reader threads copy the pages with ``pread`` (a
-nogil Numba loop per thread: ``depth`` reads in flight, the device's queue depth)
-into buffers of the handle's own, and check the pages the store has not verified
-yet.  Nothing of this runs under the store's lock, so lookups of other batches go on.
+sit in ``data.mdb`` (the B+tree walk of the miss path, reading no data page), and
+keeps that read transaction open; ``depth`` reader threads announce the pages
+(``POSIX_FADV_WILLNEED``) and copy them with ``pread`` (a nogil Numba loop per
+thread) into buffers of the handle's own, then check LMDB's overflow headers and the
+pages the store has not verified yet.  None of this runs under the store's lock, so
+lookups of other batches go on.
 
 ``Store.lookup_batch(batch)`` on the same batch object claims the handle: it waits
 for that batch's reads still in flight, decodes the missed rows whose pages were
@@ -57,7 +58,9 @@ class PrefetchConfig(JsonDataclass):
         Most bytes of pages held for batches not looked up yet, all handles together
         (pages past it are read by the lookup instead).
     depth : int
-        Reader threads, each with one ``pread`` in flight: the queue depth offered to the device.
+        Reader threads.  Each announces its share of a batch's pages at once
+        (``POSIX_FADV_WILLNEED``: the kernel queues them at the device's depth), then
+        copies them with ``pread``, sleeping only on pages still on their way.
     """
 
     max_bytes: int = 256 << 20
@@ -398,8 +401,9 @@ class Prefetcher:
         """Stored records of ``rows`` (a lookup's missed rows of ``table_pages``' table), from the pages read
         ahead where there are some, the rest through ``ssd``; waits for the reads still in flight.
 
-        Returns ``(order, records)``: ``records[k]`` is row ``rows[order[k]]``; or None when the pages are
-        of another table version (a commit changed the table since), which the caller then reads itself.
+        Returns the records in the order of ``rows`` (as :meth:`SsdTable.read_stored`: an exact DRAM tier
+        admits them in that order), or None when the pages are of another table version (a commit
+        changed the table since), which the caller then reads itself.
         Raises the error of a failed read ahead of a page it needs.
         """
         if table_pages.version != ssd.version:
@@ -433,7 +437,9 @@ class Prefetcher:
         with self._lock:
             self.counts["rows_served"] += mine.size
             self.counts["rows_read_late"] += rest.size
-        return np.concatenate([mine, rest]), records
+        in_order = np.empty_like(records)
+        in_order[np.concatenate([mine, rest])] = records
+        return in_order
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

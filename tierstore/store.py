@@ -662,12 +662,9 @@ class Store:
         miss_rows = uniq[missed]
         dest = slots[missed]
         try:
-            read = None if ahead is None else self._prefetcher.read_stored(ahead, ssd, txn, miss_rows)
-            if read is None:
+            extra = None if ahead is None else self._prefetcher.read_stored(ahead, ssd, txn, miss_rows)
+            if extra is None:
                 extra = ssd.read_stored(txn, miss_rows)
-            else:
-                order, extra = read
-                missed, miss_rows, dest = missed[order], miss_rows[order], dest[order]
         except BaseException:
             if tier is not None:
                 tier.invalidate(name, miss_rows[dest >= 0])
