@@ -12,6 +12,7 @@ from tierstore.config import TableConfig
 from tierstore.errors import CorruptStoreError, IncompatibleStoreError, StoreClosedError, StoreWriteError
 from tierstore.model_info import ModelInfo, TableFeatures
 from tierstore.pages import CorruptPageError
+from tierstore.prefetch import PrefetchConfig
 from tierstore.store import IO_MODES, Store, create, open
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CorruptStoreError",
     "IncompatibleStoreError",
     "ModelInfo",
+    "PrefetchConfig",
     "SparseBatch",
     "Store",
     "StoreClosedError",

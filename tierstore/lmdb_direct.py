@@ -56,9 +56,12 @@ _META = struct.Struct("<QHH4xIIQQ48s48sQQ")  # page number, pad, flags | magic, 
 #                                             free db, main db, last page, txn id
 _DB = struct.Struct("<IHHQQQQQ")  # pad (page size in the free db), flags, depth, branch, leaf, overflow, entries, root
 _MAX_DEPTH = 32
+ANNOUNCE_LEAVES_FROM = 64
+"""Keys a :meth:`LmdbDirectReader.locate` call needs before it announces their leaf pages first."""
 MIN_PAGE_SIZE, MAX_PAGE_SIZE = 512, 1 << 16
 
-FOUND, NOT_FOUND, BAD_PAGE = 0, 1, 3
+FOUND, NOT_FOUND, BAD_PAGE, FOUND_RUN = 0, 1, 3, 4
+"""Walk outcomes; ``FOUND_RUN``: found in an overflow run whose header is not checked yet (``check_runs=False``)."""
 _SCAN_OK, _SCAN_BAD, _SCAN_SHARED = 0, 1, 2
 
 
@@ -234,30 +237,45 @@ def _child(m, node):
 
 
 @numba.njit(inline="always")
-def _value(m, psize, n_pages, base, node, ksize):
-    """Offset and size of a leaf node's value (in place or in its overflow run); offset -1 if out of bounds."""
+def _run_ok(m, header, opg, size, psize, n_pages):
+    """Whether ``m[header:]`` holds the header of overflow run ``opg`` (its own number, the overflow flag,
+    a page count within the snapshot's pages) holding ``size`` bytes."""
+    count = _u32(m, header + 12)
+    return (
+        _u64le(m, header) == opg
+        and _u16(m, header + 10) & P_OVERFLOW != 0
+        and count >= 1
+        and np.int64(opg) + count <= n_pages
+        and PAGE_HEADER + size <= count * psize
+    )
+
+
+@numba.njit(inline="always")
+def _value_at(m, psize, n_pages, base, node, ksize):
+    """Offset and size of a leaf node's value and its overflow run's first page (0 for a value in place),
+    reading only the leaf page; offset -1 if out of bounds."""
     size = _u32(m, node)
     data = node + NODE_HEADER + ksize
     if _u16(m, node + 4) & F_BIGDATA:
         if data + 8 > base + psize:
-            return -1, 0
+            return -1, 0, np.uint64(0)
         opg = _u64le(m, data)
-        if opg < np.uint64(2) or opg >= np.uint64(n_pages):
-            return -1, 0
-        obase = np.int64(opg) * psize
-        count = _u32(m, obase + 12)
-        if (
-            _u64le(m, obase) != opg
-            or not _u16(m, obase + 10) & P_OVERFLOW
-            or count < 1
-            or np.int64(opg) + count > n_pages
-            or PAGE_HEADER + size > count * psize
-        ):
-            return -1, 0
-        return obase + PAGE_HEADER, size
+        if opg < np.uint64(2) or opg >= np.uint64(n_pages) or np.int64(opg) * psize + PAGE_HEADER + size > (
+                np.int64(n_pages) * psize):
+            return -1, 0, np.uint64(0)
+        return np.int64(opg) * psize + PAGE_HEADER, size, opg
     if data + size > base + psize:
+        return -1, 0, np.uint64(0)
+    return data, size, np.uint64(0)
+
+
+@numba.njit(inline="always")
+def _value(m, psize, n_pages, base, node, ksize):
+    """Offset and size of a leaf node's value (in place or in its overflow run, checked); offset -1 if out of bounds."""
+    start, size, opg = _value_at(m, psize, n_pages, base, node, ksize)
+    if opg and not _run_ok(m, start - PAGE_HEADER, opg, size, psize, n_pages):
         return -1, 0
-    return data, size
+    return start, size
 
 
 @numba.njit(inline="always")
@@ -279,8 +297,9 @@ def _search_u64(m, base, psize, upper, lo, n, key, branch):
 
 
 @numba.njit(nogil=True)
-def _walk_u64(m, psize, n_pages, root, key):
-    """Find 8-byte big-endian ``key`` in the tree at ``root``: (status, value offset, value length)."""
+def _walk_u64(m, psize, n_pages, root, key, check_runs):
+    """Find 8-byte big-endian ``key`` in the tree at ``root``: (status, value offset, value length); without
+    ``check_runs`` a value in an overflow run is ``FOUND_RUN``, its run's header not read."""
     if root == np.uint64(P_INVALID):
         return NOT_FOUND, 0, 0
     pg = root
@@ -307,17 +326,55 @@ def _walk_u64(m, psize, n_pages, root, key):
             return NOT_FOUND, 0, 0
         if _u16(m, node + 4) & (F_SUBDATA | F_DUPDATA):
             return BAD_PAGE, 0, 0
-        start, size = _value(m, psize, n_pages, base, node, ksize)
+        start, size, opg = _value_at(m, psize, n_pages, base, node, ksize)
         if start < 0:
+            return BAD_PAGE, 0, 0
+        if opg and not check_runs:
+            return FOUND_RUN, start, size
+        if opg and not _run_ok(m, start - PAGE_HEADER, opg, size, psize, n_pages):
             return BAD_PAGE, 0, 0
         return FOUND, start, size
     return BAD_PAGE, 0, 0
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def _find_u64(m, psize, n_pages, root, keys, starts, lengths, status):
+def _find_u64(m, psize, n_pages, root, keys, starts, lengths, status, check_runs=True):
     for i in numba.prange(keys.size):
-        status[i], starts[i], lengths[i] = _walk_u64(m, psize, n_pages, root, keys[i])
+        status[i], starts[i], lengths[i] = _walk_u64(m, psize, n_pages, root, keys[i], check_runs)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _leaves_u64(m, psize, n_pages, root, levels, keys, leaves):
+    """The page each 8-byte key's walk reaches after ``levels`` branch pages (its leaf, for a tree of
+    ``levels + 1`` levels); 0 where a page on the way is not a well-formed branch page."""
+    for i in numba.prange(keys.size):
+        pg = root
+        for _ in range(levels):
+            base, flags, n, upper = _page(m, psize, n_pages, pg)
+            lo = _search_u64(m, base, psize, upper, 1, n, keys[i], True) if base >= 0 and flags & P_BRANCH else -1
+            node = _node(m, base, psize, upper, lo - 1)[0] if lo > 0 else -1
+            if node < 0:
+                pg = np.uint64(0)
+                break
+            pg = _child(m, node)
+        leaves[i] = pg
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _check_runs(m, psize, n_pages, headers, sizes, ok):
+    """``ok[i]``: whether ``m[headers[i]:]`` heads the overflow run of ``sizes[i]`` bytes it should."""
+    for i in numba.prange(headers.size):
+        ok[i] = _run_ok(m, headers[i], np.uint64(headers[i] // psize), sizes[i], psize, n_pages)
+
+
+@numba.njit(nogil=True, cache=True)
+def runs_ok(buf, headers, first_pages, sizes, psize, n_pages):
+    """Whether each copied overflow run header ``buf[headers[i]:]`` is that of run ``first_pages[i]`` holding
+    ``sizes[i]`` bytes (on the calling thread: for pages read elsewhere, e.g. by prefetch)."""
+    ok = np.empty(headers.size, dtype=np.bool_)
+    for i in range(headers.size):
+        ok[i] = _run_ok(buf, headers[i], np.uint64(first_pages[i]), sizes[i], psize, n_pages)
+    return ok
 
 
 @numba.njit(inline="always")
@@ -600,13 +657,35 @@ class LmdbDirectReader:
             self._fail(f"a B+tree page on the way to key {key!r} is damaged")
         return status, start, size, flags
 
-    def locate(self, snapshot: Snapshot, root: int, keys: np.ndarray):
-        """Offsets and lengths in :attr:`view` of the values of 8-byte keys; status per key (FOUND ...)."""
+    def locate(self, snapshot: Snapshot, root: int, keys: np.ndarray, check_runs: bool = True, depth: int = 0):
+        """Offsets and lengths in :attr:`view` of the values of 8-byte keys; status per key (FOUND ...).
+
+        Cold pages are announced before they are read (``MADV_WILLNEED``: they arrive
+        at the device's queue depth, not one fault at a time per thread): the keys'
+        leaf pages first, when the tree's ``depth`` is given (found through its branch
+        pages), then the overflow runs holding the values, whose headers are checked
+        once the walk has found them all.  Without ``check_runs`` the runs are neither
+        announced nor read: such values are ``FOUND_RUN``, for a caller that reads and
+        checks them itself (:func:`runs_ok`).
+        """
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if depth > 1 and keys.size >= ANNOUNCE_LEAVES_FROM:
+            leaves = np.empty(keys.size, dtype=np.uint64)
+            _leaves_u64(self.view, self.psize, snapshot.n_pages, np.uint64(root), depth - 1, keys, leaves)
+            leaves = np.unique(leaves).astype(np.int64)
+            leaves = leaves[(leaves >= 2) & (leaves < snapshot.n_pages)] * self.psize
+            self.prefetch(leaves, leaves + self.psize)
         starts = np.empty(keys.size, dtype=np.int64)
         lengths = np.empty(keys.size, dtype=np.int64)
         status = np.empty(keys.size, dtype=np.int8)
-        _find_u64(self.view, self.psize, snapshot.n_pages, np.uint64(root), keys, starts, lengths, status)
+        _find_u64(self.view, self.psize, snapshot.n_pages, np.uint64(root), keys, starts, lengths, status, False)
+        runs = np.flatnonzero(status == FOUND_RUN)
+        if check_runs and runs.size:
+            headers = starts[runs] - PAGE_HEADER
+            self.prefetch(headers, starts[runs] + lengths[runs])
+            ok = np.empty(runs.size, dtype=np.bool_)
+            _check_runs(self.view, self.psize, snapshot.n_pages, headers, lengths[runs], ok)
+            status[runs] = np.where(ok, FOUND, BAD_PAGE)
         if self.copy_reads:
             self._map.madvise(mmap.MADV_DONTNEED)
         if np.any(status == BAD_PAGE):

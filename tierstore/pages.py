@@ -264,49 +264,56 @@ def _seal_pages(buf, page_starts, raw_headers, payload_bytes):
         _write_header(buf, page_starts[p], 1, hdr[6], n_rows, payload_bytes[p])
 
 
+@numba.njit(nogil=True, cache=True)
+def _check_page(buf, start, stop, codec, dtype_code, dim, expected_rows):
+    """Status code of the page ``buf[start:stop]``: magic, version, header fields, payload size (raw
+    pages) and checksum."""
+    if stop - start < HEADER_BYTES:
+        return _CHECK_SHAPE
+    hdr = buf[start : start + HEADER_BYTES]
+    if hdr[0:4].copy().view(np.uint32)[0] != MAGIC_U32:
+        return _CHECK_MAGIC
+    if hdr[4] != PAGE_VERSION:
+        return _CHECK_VERSION if hdr[4] > PAGE_VERSION else _CHECK_SHAPE
+    n_rows = hdr[8:12].copy().view(np.uint32)[0]
+    payload = hdr[12:16].copy().view(np.uint32)[0]
+    if (
+        hdr[5] != codec
+        or hdr[6] != dtype_code
+        or hdr[7] != 0
+        or n_rows != expected_rows
+        or HEADER_BYTES + ((payload + 7) & ~7) != stop - start
+    ):
+        return _CHECK_SHAPE
+    if codec == 0 and payload != _raw_payload_bytes(dtype_code, dim, n_rows):
+        return _CHECK_PAYLOAD
+    words = buf[start + HEADER_BYTES : stop].view(np.uint64)
+    if checksum_words(words) != hdr[16:24].copy().view(np.uint64)[0]:
+        return _CHECK_SUM
+    return _CHECK_OK
+
+
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _verify_pages(buf, starts, ends, codec, dtype_code, dim, expected_rows, status):
-    """Check magic, version, header fields, payload size (raw pages) and checksum of every page;
-    write a status code each."""
+    """Write :func:`_check_page`'s status code of every page, in parallel."""
     for p in numba.prange(starts.size):
-        start = starts[p]
-        stop = ends[p]
-        if stop - start < HEADER_BYTES:
-            status[p] = _CHECK_SHAPE
-            continue
-        hdr = buf[start : start + HEADER_BYTES]
-        if hdr[0:4].copy().view(np.uint32)[0] != MAGIC_U32:
-            status[p] = _CHECK_MAGIC
-            continue
-        if hdr[4] != PAGE_VERSION:
-            status[p] = _CHECK_VERSION if hdr[4] > PAGE_VERSION else _CHECK_SHAPE
-            continue
-        n_rows = hdr[8:12].copy().view(np.uint32)[0]
-        payload = hdr[12:16].copy().view(np.uint32)[0]
-        if (
-            hdr[5] != codec
-            or hdr[6] != dtype_code
-            or hdr[7] != 0
-            or n_rows != expected_rows[p]
-            or HEADER_BYTES + ((payload + 7) & ~7) != stop - start
-        ):
-            status[p] = _CHECK_SHAPE
-            continue
-        if codec == 0 and payload != _raw_payload_bytes(dtype_code, dim, n_rows):
-            status[p] = _CHECK_PAYLOAD
-            continue
-        words = buf[start + HEADER_BYTES : stop].view(np.uint64)
-        if checksum_words(words) != hdr[16:24].copy().view(np.uint64)[0]:
-            status[p] = _CHECK_SUM
-            continue
-        status[p] = _CHECK_OK
+        status[p] = _check_page(buf, starts[p], ends[p], codec, dtype_code, dim, expected_rows[p])
 
 
-def page_status(buf, starts, ends, table, expected_rows) -> np.ndarray:
-    """Verification status of each page ``buf[starts[i]:ends[i]]`` of ``table`` (0: good; see :func:`status_message`)."""
+@numba.njit(nogil=True, cache=True)
+def _verify_pages_serial(buf, starts, ends, codec, dtype_code, dim, expected_rows, status):
+    """:func:`_verify_pages` on the calling thread only (for threads of their own, e.g. prefetch reads)."""
+    for p in range(starts.size):
+        status[p] = _check_page(buf, starts[p], ends[p], codec, dtype_code, dim, expected_rows[p])
+
+
+def page_status(buf, starts, ends, table, expected_rows, parallel: bool = True) -> np.ndarray:
+    """Verification status of each page ``buf[starts[i]:ends[i]]`` of ``table`` (0: good; see :func:`status_message`),
+    on every Numba thread or (``parallel=False``) on the calling thread only."""
     status = np.empty(starts.size, dtype=np.uint8)
-    _verify_pages(buf, starts, ends, CODECS[table.compression], DTYPE_CODES[table.dtype], table.dim,
-                  expected_rows.astype(np.uint32), status)
+    kernel = _verify_pages if parallel else _verify_pages_serial
+    kernel(buf, starts, ends, CODECS[table.compression], DTYPE_CODES[table.dtype], table.dim,
+           expected_rows.astype(np.uint32), status)
     return status
 
 

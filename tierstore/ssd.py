@@ -19,6 +19,7 @@ import numpy as np
 from tierstore import pages
 from tierstore.config import TableConfig
 from tierstore.kernels import _prefetch, unique_inverse
+from tierstore.lmdb_direct import FOUND, NOT_FOUND
 
 PAGE_KEY = np.dtype(">u8")
 
@@ -101,7 +102,7 @@ class SsdTable:
     positions: np.ndarray | None = None
     version: tuple = ()
     counters: ReadCounters = field(default_factory=ReadCounters)
-    #: ``[LmdbDirectReader, Snapshot, root page or None until first needed]`` for the current read
+    #: ``[LmdbDirectReader, Snapshot, DbRecord or None until first needed]`` for the current read
     #: transaction, or None to read through py-lmdb.
     direct: list | None = None
     spans: np.ndarray | None = None
@@ -134,14 +135,15 @@ class SsdTable:
         expected_rows = self.page_rows(page_ids)
         if self.direct is not None:
             reader = self.direct[0]
-            buf, starts, ends, check = self._locate_direct(page_ids)
-            if check.size:
-                reader.prefetch(starts[check], ends[check])
+            buf, starts, ends, check, located = self.locate_direct(page_ids)
+            announce = np.setdiff1d(check, located, assume_unique=True)  # located pages were announced by the walk
+            if announce.size:
+                reader.prefetch(starts[announce], ends[announce])
             if reader.copy_reads:
                 buf, starts, ends = reader.read_values(starts, ends)
             if check.size:
                 pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check], expected_rows[check])
-                self.spans[page_ids[check], 0] = np.abs(self.spans[page_ids[check], 0])
+                self.mark_verified(page_ids[check])
         else:
             buf, starts, ends = self._get_multi(txn, page_ids)
             pages.verify_pages(buf, starts, ends, self.config, page_ids, expected_rows)
@@ -151,16 +153,16 @@ class SsdTable:
             buf, starts = pages.decompress_pages(buf, starts, self.config, page_ids, expected_rows)
         return buf, starts
 
-    def _root(self) -> int:
-        """This table's B+tree root in the read transaction's snapshot (found on first use)."""
-        reader, snapshot, root = self.direct
-        if root is None:
+    def _tree(self):
+        """This table's page database record (root, depth) in the read transaction's snapshot (found on first use)."""
+        reader, snapshot, record = self.direct
+        if record is None:
             record = reader.find_db(snapshot, self.db_name)
             if record is None:
                 raise pages.CorruptPageError(f"table {self.config.name!r}: its page database {self.db_name!r} is "
                                              f"missing (the store is damaged)")
-            root = self.direct[2] = record.root
-        return root
+            self.direct[2] = record
+        return record
 
     def _missing(self, page_ids):
         return pages.CorruptPageError(
@@ -168,21 +170,41 @@ class SsdTable:
             f"(the store is damaged)"
         )
 
-    def _locate_direct(self, page_ids):
+    def mark_verified(self, page_ids: np.ndarray) -> None:
+        """Record that pages ``page_ids`` (located by :meth:`locate_direct`) passed their checks."""
+        if self.spans is not None and page_ids.size:
+            self.spans[page_ids, 0] = np.abs(self.spans[page_ids, 0])
+
+    def locate_direct(self, page_ids, check_runs: bool = True):
+        """Where pages ``page_ids`` are: the map, the file spans ``(starts, ends)`` of their values, which of them
+        (indices) are not verified yet, and which were located now (a B+tree walk; the others' spans are cached).
+
+        Without ``check_runs``, the values of pages located now that sit in LMDB overflow
+        runs are not read (their run headers are the caller's to check, :func:`lmdb_direct.runs_ok`)
+        and their spans are not cached.
+        """
         reader, snapshot, _ = self.direct
         if self.spans is None:
             self.spans = np.zeros((self.n_pages, 2), dtype=np.int64)
         starts, ends, unknown, unverified = _known_spans(page_ids, self.spans)
         if unknown.size:
             todo = page_ids[unknown]
-            found, lengths, status = reader.locate(snapshot, self._root(), todo.astype(np.uint64))
-            if np.any(status != 0):
-                raise self._missing(todo[status != 0])
+            tree = self._tree()
+            found, lengths, status = reader.locate(snapshot, tree.root, todo.astype(np.uint64), check_runs, tree.depth)
+            if np.any(status == NOT_FOUND):
+                raise self._missing(todo[status == NOT_FOUND])
             starts[unknown] = found
             ends[unknown] = found + lengths
-            self.spans[todo, 0] = -found
-            self.spans[todo, 1] = found + lengths
-        return reader.view, starts, ends, unverified
+            checked = status == FOUND
+            self.spans[todo[checked], 0] = -found[checked]
+            self.spans[todo[checked], 1] = found[checked] + lengths[checked]
+        return reader.view, starts, ends, unverified, unknown
+
+    def learn_spans(self, page_ids: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Cache the file spans of pages ``page_ids`` whose values were read and verified elsewhere (prefetch)."""
+        if self.spans is not None and page_ids.size:
+            self.spans[page_ids, 0] = starts
+            self.spans[page_ids, 1] = ends
 
     def _get_multi(self, txn, page_ids):
         try:
@@ -205,26 +227,26 @@ class SsdTable:
         buf, starts = self.fetch_pages(txn, page_ids)
         return buf, starts, page_rank, position % rpp
 
-    def read_rows(self, txn, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` (int64, in range) as float32 ``[len(rows), dim]``; each page is read once."""
+    def read_stored(self, txn, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``rows`` as stored records (uint8 ``[len(rows), row_bytes]``, what the DRAM caches hold),
+        written into ``out`` if given; see :meth:`records_from_pages`."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((rows.size, self.config.dim), dtype=np.float32)
+        if out is None:
+            out = np.empty((rows.size, self.config.row_bytes), dtype=np.uint8)
         if rows.size:
-            pages.decode_rows(*self._locate_rows(txn, rows), pages.DTYPE_CODES[self.config.dtype],
-                              self.config.dim, out)
+            self.records_from_pages(*self._locate_rows(txn, rows), out)
             self.counters.rows += rows.size
         return out
 
-    def read_stored(self, txn, rows: np.ndarray) -> np.ndarray:
-        """Rows ``rows`` as stored records (uint8 ``[len(rows), row_bytes]``, what the DRAM caches hold):
-        float32 rows through :meth:`read_rows` (one prefetching ``memcpy`` a row), others as
-        :meth:`read_records`."""
+    def records_from_pages(self, buf, starts, page_rank, slot, out: np.ndarray) -> None:
+        """Stored records of row ``slot[i]`` of the raw page at ``starts[page_rank[i]]`` of ``buf`` into
+        ``out[i]``: float32 rows with one prefetching ``memcpy`` a row (:func:`pages.decode_rows`),
+        others with :func:`pages.extract_records`."""
         if self.config.dtype == "float32":
-            return self.read_rows(txn, rows).view(np.uint8)
-        rows = np.asarray(rows, dtype=np.int64)
-        out = self.read_records(txn, rows)
-        self.counters.rows += rows.size
-        return out
+            pages.decode_rows(buf, starts, page_rank, slot, 0, self.config.dim, out.view(np.float32))
+        else:
+            pages.extract_records(buf, starts, page_rank, slot, pages.DTYPE_CODES[self.config.dtype],
+                                  self.config.dim, out)
 
     def read_records(self, txn, rows: np.ndarray) -> np.ndarray:
         """Stored records of ``rows`` (uint8 ``[len(rows), row_bytes]``), bit-exact, for rewrites."""

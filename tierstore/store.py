@@ -53,6 +53,7 @@ from tierstore.meta import (
 from tierstore.model_info import ModelInfo
 from tierstore.mirror import MirrorTier
 from tierstore.plans import ROUTE_CACHED, live_plan
+from tierstore.prefetch import PrefetchConfig, Prefetcher
 from tierstore.pool_records import copy_records, gather_records, pool_record_ids, pool_records
 from tierstore.setassoc import SetAssocTier
 from tierstore.ssd import SsdTable, page_keys
@@ -153,7 +154,7 @@ def create(path, tables, map_size: int = DEFAULT_MAP_SIZE) -> "Store":
 
 def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = True, tables=None,
          map_size: int = DEFAULT_MAP_SIZE, io: str = "mmap", gpu_cache_bytes: int | dict = 0, gpu_policy=None,
-         plan=None) -> "Store":
+         plan=None, prefetch: PrefetchConfig | None = None) -> "Store":
     """Open an existing store.
 
     Handles on the same store in one process share its LMDB environment (the first
@@ -215,6 +216,8 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
         are read into the GPU tier at open and never evicted (with no GPU tier, they
         are cached as any other row).  The plan's SSD layout is applied by
         :meth:`Store.apply_layout` (``tierstore place``), not here.
+    prefetch : PrefetchConfig, optional
+        Bound on the memory of pages read ahead by :meth:`Store.prefetch`, and its queue depth.
     """
     if io not in IO_MODES:
         raise ValueError(f"io must be one of {IO_MODES}, got {io!r}")
@@ -224,7 +227,7 @@ def open(path, dram_cache_bytes: int | dict = 0, policy=None, readonly: bool = T
     env = environment.acquire(path, readonly=readonly, map_size=map_size)
     try:
         store = Store(path, env, readonly=readonly, dram_cache_bytes=dram_cache_bytes, policy=policy, io=io,
-                      plan=plan)
+                      plan=plan, prefetch=prefetch)
     except BaseException:
         environment.release(env)
         raise
@@ -250,7 +253,8 @@ class Store(GpuServing):
     serialized per store (a lock); the kernels inside use every Numba thread.
     """
 
-    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap", plan=None):
+    def __init__(self, path: Path, env, readonly: bool, dram_cache_bytes, policy, io: str = "mmap", plan=None,
+                 prefetch: PrefetchConfig | None = None):
         self.path = Path(path)
         self.env = env
         self.readonly = readonly
@@ -269,6 +273,8 @@ class Store(GpuServing):
         self._pinned_hits = 0
         self._gpu_tiers, self._gpu_of = [], {}
         self._gpu_pinned: dict[str, np.ndarray] = {}
+        self._prefetch_config = PrefetchConfig() if prefetch is None else prefetch
+        self._prefetcher = None
         self._direct = open_direct(self.path, copy_reads=io == "pread")
         try:
             if io == "pread" and self._direct is None:
@@ -407,10 +413,11 @@ class Store(GpuServing):
                                     f"an older snapshot (damaged meta page, or the files were replaced)")
 
     @contextmanager
-    def reading(self):
+    def reading(self, keep: bool = False):
         """A read transaction in which tables read their pages through the direct reader when available.
 
         Each table finds its B+tree root in the snapshot on its first page read.
+        With ``keep`` the transaction outlives the block (unless it raised): the caller aborts it.
         """
         txn = self.read_txn()
         if self._direct is not None:
@@ -418,10 +425,14 @@ class Store(GpuServing):
                 ssd.direct = [self._direct, self._snapshot, None]
         try:
             yield txn
+        except BaseException:
+            keep = False
+            raise
         finally:
             for ssd in self._ssd.values():
                 ssd.direct = None
-            txn.abort()
+            if not keep:
+                txn.abort()
 
     def _catch_up(self) -> None:
         """Raise if closed; else pick up other writers' commits since this handle last read.
@@ -645,13 +656,14 @@ class Store(GpuServing):
         return ssd
 
     # ----------------------------------------------------------------- reads
-    def _locate(self, txn, name: str, idx: np.ndarray, count: bool = True):
+    def _locate(self, txn, name: str, idx: np.ndarray, count: bool = True, ahead=None):
         """Where each index's row is: ``loc`` (>= 0 slab slot, < 0 row of ``extra``), the slab, ``extra``,
         and what to hand the DRAM tier once the batch is pooled (None: nothing).
 
         The tier places the batch's distinct rows first (hits, and misses it admits
-        now); missed rows are then read, and those admitted copied into their slots.
-        If the read fails, the rows admitted for it are dropped again.
+        now); missed rows are then read (from ``ahead``, the table's pages read ahead
+        by :meth:`prefetch`, where it has them), and those admitted copied into their
+        slots.  If the read fails, the rows admitted for it are dropped again.
         """
         tier = self._tier_of.get(name)
         ssd = self._ssd_of(name)
@@ -671,7 +683,9 @@ class Store(GpuServing):
         miss_rows = uniq[missed]
         dest = slots[missed]
         try:
-            extra = ssd.read_stored(txn, miss_rows)
+            extra = None if ahead is None else self._prefetcher.read_stored(ahead, ssd, txn, miss_rows)
+            if extra is None:
+                extra = ssd.read_stored(txn, miss_rows)
         except BaseException:
             if tier is not None:
                 tier.invalidate(name, miss_rows[dest >= 0])
@@ -804,8 +818,41 @@ class Store(GpuServing):
             return self._run_gpu_batch(requests, device)
         dims = [self.tables[k].dim for k in batch.keys]
         out = np.empty((batch.batch_size, int(sum(dims))), dtype=np.float32)
-        self._run_batch(requests, self.table_views(batch.keys, out))
+        handle = None if self._prefetcher is None else self._prefetcher.claim(batch)
+        try:
+            self._run_batch(requests, self.table_views(batch.keys, out), handle)
+        finally:
+            if handle is not None:
+                self._prefetcher.release(handle)
         return out
+
+    def prefetch(self, batch):
+        """Start reading the SSD pages ``batch`` (a ``SparseBatch``) will miss, on background threads; returns
+        a :class:`tierstore.prefetch.PrefetchHandle` at once.
+
+        The next :meth:`lookup_batch` of this very batch object uses the pages read
+        ahead and waits only for reads still in flight; it reads whatever was not read
+        ahead itself.  Rows are the same as without prefetching: pages of a table
+        changed by a commit since are dropped, and a failed read ahead (I/O error,
+        corrupt page) is raised by that lookup if it needs the page.  Pages held are
+        bounded by ``PrefetchConfig.max_bytes`` (``open(..., prefetch=...)``) and
+        counted in ``stats()["prefetch"]``.  ``cancel()`` the handle of a batch that
+        will not be looked up.  Reads ahead need the direct LMDB reader (with
+        ``TIERSTORE_LMDB_DIRECT=0`` nothing is read ahead).  A store with a GPU tier
+        refuses it: its lookups read their misses through the GPU path, which does not
+        take pages read ahead.
+        """
+        self._check_open()
+        if self._gpu_tiers:
+            raise ValueError("prefetch() does not serve stores with a GPU tier (gpu_cache_bytes): their lookups "
+                             "read misses through the GPU path, which takes no pages read ahead")
+        for key in batch.keys:
+            self._table(key)
+        with self._lock:
+            self._check_open()
+            if self._prefetcher is None:
+                self._prefetcher = Prefetcher(self, self._prefetch_config)
+        return self._prefetcher.submit(batch)
 
     def table_views(self, keys, pooled: np.ndarray) -> dict[str, np.ndarray]:
         """Per-table views ``{key: pooled[:, a:b]}`` of a :meth:`lookup_batch` result."""
@@ -816,7 +863,7 @@ class Store(GpuServing):
             start += dim
         return views
 
-    def _run_batch(self, requests, views):
+    def _run_batch(self, requests, views, prefetched=None):
         with self._lock:
             started = time.perf_counter()
             self._catch_up()
@@ -830,7 +877,8 @@ class Store(GpuServing):
             else:
                 with self.reading() as txn:
                     for name, idx, off, weights, mode_code, out in checked:
-                        loc, slab, extra, pending = self._locate(txn, name, idx)
+                        loc, slab, extra, pending = self._locate(txn, name, idx, ahead=prefetched and
+                                                                 prefetched.pages(name))
                         config = self.tables[name]
                         pool_records(slab, extra, loc, off, weights, mode_code, pages.DTYPE_CODES[config.dtype],
                                      config.dim, out)
@@ -916,6 +964,8 @@ class Store(GpuServing):
             "bags": s.bags,
             "batches": s.batches,
             "latency": s.latency_percentiles(),
+            "prefetch": (self._prefetcher.stats() if self._prefetcher is not None else
+                         Prefetcher.idle_stats(self._prefetch_config)),
         }
 
     def describe(self) -> dict:
@@ -964,6 +1014,8 @@ class Store(GpuServing):
         self._stats.reset()
         self._pinned_hits = 0
         self._reset_gpu_stats()
+        if self._prefetcher is not None:
+            self._prefetcher.reset_stats()
         for table in self._ssd.values():
             table.counters = type(table.counters)()
 
@@ -1256,7 +1308,11 @@ class Store(GpuServing):
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
-        """Close this handle (again: nothing happens); later calls on it raise :class:`StoreClosedError`."""
+        """Close this handle (again: nothing happens); later calls on it raise :class:`StoreClosedError`.
+
+        Prefetches in flight are cancelled first and their threads ended."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         with self._lock:
             if self._closed:
                 return

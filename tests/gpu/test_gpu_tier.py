@@ -292,6 +292,14 @@ def test_a_warm_gpu_mirror_sees_another_processs_commit(made, tmp_path):
         np.testing.assert_allclose(store.lookup("f32", ids, offsets), table[[3, 4]], atol=1e-6)
 
 
+def test_prefetch_is_refused_with_a_gpu_tier(made):
+    path, _ = made
+    batch = SparseBatch(keys=["f32"], values=np.array([1, 2]), lengths=np.array([2]))
+    with tierstore.open(path, gpu_cache_bytes=10**6) as store:
+        with pytest.raises(ValueError, match="GPU tier"):
+            store.prefetch(batch)
+
+
 def test_warm_fills_a_gpu_mirror(made):
     path, data = made
     with tierstore.open(path, gpu_cache_bytes=10**6) as store:
