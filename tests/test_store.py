@@ -23,7 +23,7 @@ from tierstore.pages import default_rows_per_page
 
 #: Policies the per-example tests drive: plain list (lru), ghost queue + small/main moves (s3fifo),
 #: evictions made by the policy itself through take_evicted (lirs).  Each policy costs seconds of
-#: jitclass compilation, so every registered policy is covered by the slow test below.
+#: compilation on a fresh numba cache, so every registered policy is covered by the slow test below.
 POLICIES = ["lru", "s3fifo", "lirs"]
 
 

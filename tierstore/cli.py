@@ -1,7 +1,8 @@
 """The ``tierstore`` command: one entry point, subcommands contributed by the packages.
 
-``demo`` (bench.demo), ``trace gen|convert|stats``, ``replay``, ``compare`` (bench.cli)
-and ``place`` (bench.place_cli) register themselves through ``add_subcommands``.
+``demo`` (bench.demo), ``trace gen|convert|stats``, ``replay``, ``compare`` (bench.cli),
+``place`` (bench.place_cli) and ``warmup`` (tierstore.warmup) register themselves through
+``add_subcommands``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("bench.demo", "bench.cli", "bench.place_cli")
+COMMAND_MODULES = ("bench.demo", "bench.cli", "bench.place_cli", "tierstore.warmup")
 
 
 def build_parser() -> argparse.ArgumentParser:

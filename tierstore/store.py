@@ -425,7 +425,7 @@ class Store:
 
     def _run_batch(self, requests, views):
         with self._lock:
-            started = time.perf_counter()
+            started = self._stats.start_batch()
             resident = all(self._fully_resident(r[0]) for r in requests)
             checked = [
                 (r[0],) + self._check_request(*r, None if views is None else views[r[0]], check_range=not resident)
