@@ -93,15 +93,6 @@ class Kind:
 
     inner: "Kind | None" = None
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.inner == other.inner
-
-    def __hash__(self):
-        return hash((type(self), self.inner))
-
-    def __repr__(self):
-        return f"{type(self).__name__}({'' if self.inner is None else self.inner})"
-
 
 class KindType(types.Type):
     """numba type of a ``Kind``: its class, the package's source fingerprint and the
