@@ -49,9 +49,7 @@ class SingleList(Kind):
     at the head, victims from the tail."""
 
 
-register_kernels(SingleList, StateKernels(new=new_single_list, admit=rows.fits,
-    victim=single_list_victim,
-    on_hit=single_list_on_hit,
-    on_insert=single_list_on_insert,
-    ready=rows.always_ready,
+register_kernels(SingleList, StateKernels(
+    new=new_single_list, admit=rows.fits, victim=single_list_victim, on_hit=single_list_on_hit,
+    on_insert=single_list_on_insert, ready=rows.always_ready,
 ))

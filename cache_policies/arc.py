@@ -134,7 +134,9 @@ class ARC(Kind):
     """Kind of an ARC state (see ``drive``)."""
 
 
-register_kernels(ARC, StateKernels(new=new_arc, admit=arc_admit, victim=arc_victim, on_hit=arc_on_hit, on_insert=arc_on_insert))
+register_kernels(ARC, StateKernels(
+    new=new_arc, admit=arc_admit, victim=arc_victim, on_hit=arc_on_hit, on_insert=arc_on_insert,
+))
 
 
 @register_policy("arc", {}, "adaptive replacement cache")

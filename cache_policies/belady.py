@@ -144,9 +144,10 @@ class Belady(Kind):
     """Kind of a Belady state (see ``drive``)."""
 
 
-register_kernels(Belady, StateKernels(new=new_belady, admit=rows.fits, victim=belady_victim, on_hit=belady_on_hit,
-                                      on_insert=belady_on_insert, ready=rows.always_ready, remove=belady_remove,
-                                      set_next_access=belady_set_next_access))
+register_kernels(Belady, StateKernels(
+    new=new_belady, admit=rows.fits, victim=belady_victim, on_hit=belady_on_hit, on_insert=belady_on_insert,
+    ready=rows.always_ready, remove=belady_remove, set_next_access=belady_set_next_access,
+))
 
 
 @register_policy("belady", {}, "offline optimum (farthest next access)", needs_next_access=True)

@@ -62,8 +62,10 @@ class CLOCK(Kind):
     """Kind of a CLOCK state (see ``drive``)."""
 
 
-register_kernels(CLOCK, StateKernels(new=new_clock, admit=rows.fits, victim=clock_victim, on_hit=clock_on_hit,
-                                     on_insert=clock_on_insert, ready=rows.always_ready))
+register_kernels(CLOCK, StateKernels(
+    new=new_clock, admit=rows.fits, victim=clock_victim, on_hit=clock_on_hit, on_insert=clock_on_insert,
+    ready=rows.always_ready,
+))
 
 
 @register_policy("clock", {"n_bit_counter": 1, "init_freq": 0}, "FIFO with n-bit reference counters")

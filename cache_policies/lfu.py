@@ -121,8 +121,10 @@ class LFU(Kind):
     """Kind of an LFU state (see ``drive``)."""
 
 
-register_kernels(LFU, StateKernels(new=new_lfu, admit=rows.fits, victim=lfu_victim, on_hit=lfu_on_hit, on_insert=lfu_on_insert,
-                                   ready=rows.always_ready, remove=lfu_remove))
+register_kernels(LFU, StateKernels(
+    new=new_lfu, admit=rows.fits, victim=lfu_victim, on_hit=lfu_on_hit, on_insert=lfu_on_insert,
+    ready=rows.always_ready, remove=lfu_remove,
+))
 
 
 @register_policy("lfu", {}, "least frequently used, FIFO among equal counts")

@@ -412,9 +412,10 @@ class LIRS(Kind):
     """Kind of a LIRS state (see ``drive``)."""
 
 
-register_kernels(LIRS, StateKernels(new=new_lirs, admit=lirs_admit, victim=lirs_victim, on_hit=lirs_on_hit,
-                                    on_insert=lirs_on_insert, remove=lirs_remove, n_pending=rows.n_pending,
-                                    take_evicted=rows.take_evicted))
+register_kernels(LIRS, StateKernels(
+    new=new_lirs, admit=lirs_admit, victim=lirs_victim, on_hit=lirs_on_hit, on_insert=lirs_on_insert,
+    remove=lirs_remove, n_pending=rows.n_pending, take_evicted=rows.take_evicted,
+))
 
 
 @register_policy(

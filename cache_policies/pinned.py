@@ -62,9 +62,10 @@ class Pinned(Kind):
     """Kind of a pinned state (see ``drive``)."""
 
 
-register_kernels(Pinned, StateKernels(new=new_pinned, admit=pinned_admit, victim=pinned_victim, on_hit=pinned_on_hit,
-                                      on_insert=pinned_on_insert, ready=rows.always_ready,
-                                      key_by_slot=rows.keys_stay_keys))
+register_kernels(Pinned, StateKernels(
+    new=new_pinned, admit=pinned_admit, victim=pinned_victim, on_hit=pinned_on_hit, on_insert=pinned_on_insert,
+    ready=rows.always_ready, key_by_slot=rows.keys_stay_keys,
+))
 
 
 def top_keys(keys, n: int) -> np.ndarray:

@@ -114,8 +114,9 @@ class S3FIFO(Kind):
     """Kind of an S3-FIFO state (see ``drive``)."""
 
 
-register_kernels(S3FIFO, StateKernels(new=new_s3fifo, admit=s3fifo_admit, victim=s3fifo_victim, on_hit=s3fifo_on_hit,
-                                      on_insert=s3fifo_on_insert))
+register_kernels(S3FIFO, StateKernels(
+    new=new_s3fifo, admit=s3fifo_admit, victim=s3fifo_victim, on_hit=s3fifo_on_hit, on_insert=s3fifo_on_insert,
+))
 
 
 @register_policy(

@@ -82,8 +82,10 @@ class SIEVE(Kind):
     """Kind of a SIEVE state (see ``drive``)."""
 
 
-register_kernels(SIEVE, StateKernels(new=new_sieve, admit=rows.fits, victim=sieve_victim, on_hit=sieve_on_hit,
-                                     on_insert=sieve_on_insert, ready=rows.always_ready, remove=sieve_remove))
+register_kernels(SIEVE, StateKernels(
+    new=new_sieve, admit=rows.fits, victim=sieve_victim, on_hit=sieve_on_hit, on_insert=sieve_on_insert,
+    ready=rows.always_ready, remove=sieve_remove,
+))
 
 
 @register_policy("sieve", {}, "SIEVE (FIFO with visited bit and hand)")

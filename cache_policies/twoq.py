@@ -105,8 +105,10 @@ class TwoQ(Kind):
     """Kind of a 2Q state (see ``drive``)."""
 
 
-register_kernels(TwoQ, StateKernels(new=new_twoq, admit=twoq_admit, victim=twoq_victim, on_hit=twoq_on_hit,
-                                    on_insert=twoq_on_insert, remove=twoq_remove))
+register_kernels(TwoQ, StateKernels(
+    new=new_twoq, admit=twoq_admit, victim=twoq_victim, on_hit=twoq_on_hit, on_insert=twoq_on_insert,
+    remove=twoq_remove,
+))
 
 
 @register_policy("twoq", {"ain_size_ratio": 0.25, "aout_size_ratio": 0.5}, "2Q (FIFO Ain, ghost Aout, LRU Am)")

@@ -45,7 +45,8 @@ SKETCH = POLICY_FIELDS + 6
 @numba.njit
 def new_wtinylfu(params):
     """The state array of an empty W-TinyLFU cache of ``capacity`` bytes."""
-    capacity, max_slots, window_capacity, probation_capacity, protected_capacity, n_counters, n_hashes, doorkeeper = params
+    (capacity, max_slots, window_capacity, probation_capacity, protected_capacity, n_counters, n_hashes,
+     doorkeeper) = params
     n_fields = rows.N_NODE_FIELDS
     pending_rows = rows.packed_rows(max_slots, n_fields)
     a = rows.new_rows(capacity, max_slots, n_fields, 0, pending_rows + rows.packed_rows(n_counters, n_fields), 0)
@@ -139,10 +140,11 @@ class WTinyLFU(Kind):
     """Kind of a W-TinyLFU state (see ``drive``)."""
 
 
-register_kernels(WTinyLFU, StateKernels(new=new_wtinylfu, admit=wtinylfu_admit, victim=wtinylfu_victim, on_hit=wtinylfu_on_hit,
-                                        on_insert=wtinylfu_on_insert, ready=rows.always_ready,
-                                        n_pending=rows.n_pending, take_evicted=rows.take_evicted,
-                                        key_by_slot=rows.keys_stay_keys))
+register_kernels(WTinyLFU, StateKernels(
+    new=new_wtinylfu, admit=wtinylfu_admit, victim=wtinylfu_victim, on_hit=wtinylfu_on_hit,
+    on_insert=wtinylfu_on_insert, ready=rows.always_ready, n_pending=rows.n_pending,
+    take_evicted=rows.take_evicted, key_by_slot=rows.keys_stay_keys,
+))
 
 
 @register_policy(

@@ -13,8 +13,9 @@ it through the public API the way a service does:
   admission) and one holding them all (``warm``, then lookups that skip the
   probe), with every pooling mode, with and without per-sample weights, and
   ``get_rows``;
-- for each policy, a tier driven through lookups, ``update_rows`` (which
-  invalidates cached rows) and ``stats``.
+- for each policy, and each admission filter asked for in front of it, a tier
+  driven through lookups, ``update_rows`` (which invalidates cached rows) and
+  ``stats``.
 
 It runs in the calling process, so the code lands in the cache that process
 uses (``NUMBA_CACHE_DIR``, else next to the installed sources).
@@ -52,21 +53,23 @@ PAGES_PER_TABLE = 4
 @dataclass(frozen=True)
 class WarmupConfig(JsonDataclass):
     """What ``warmup`` compiles: a store's tables (``None``: ``DEFAULT_TABLES``), the
-    policies (empty: every registered one) and the ``io`` modes."""
+    policies (empty: every registered one), the admission filters to put in front of
+    each (``"second_hit"``, ``"tinylfu"``; none by default) and the ``io`` modes."""
 
     store: str | None = None
     policies: tuple[str, ...] = ()
+    admission: tuple[str, ...] = ()
     io_modes: tuple[str, ...] = IO_MODES
     seed: int = 0
     tables: tuple[dict, ...] = field(default=(), repr=False)
 
 
-def _policies(names) -> list[str]:
+def _policies(names, admission) -> list:
+    """Each policy to drive, bare, then behind each filter (an unknown name raises, listing the known ones)."""
     from cache_policies import available_policies, make_policy
 
-    for name in names:
-        make_policy(name)  # unknown names raise, listing the known ones
-    return list(names) or available_policies()
+    names = list(names) or available_policies()
+    return [make_policy(name, admission=a) for a in ("none", *admission) for name in names]
 
 
 def _small_tables(store: str | None) -> list[TableConfig]:
@@ -124,7 +127,7 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
         (with the tables built).
     """
     started = time.perf_counter()
-    policies = _policies(config.policies)
+    policies = _policies(config.policies, config.admission)
     for io in config.io_modes:
         if io not in IO_MODES:
             raise ValueError(f"io mode must be one of {IO_MODES}, got {io!r}")
@@ -160,20 +163,25 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
                 t = tables[0]
                 store.update_rows(t.name, [0, 1], store.get_rows(t.name, [1, 0]))
                 store.stats()
-            step(f"policy {policy}")
-    config = dataclasses.replace(config, policies=tuple(policies), tables=tuple(t.to_dict() for t in tables))
+            step(f"policy {policy.name}" + ("" if policy.params["admission"] == "none"
+                                            else f" behind {policy.params['admission']}"))
+    names = tuple(dict.fromkeys(p.name for p in policies))
+    config = dataclasses.replace(config, policies=names, tables=tuple(t.to_dict() for t in tables))
     return {"seconds": time.perf_counter() - started, "steps": steps, "config": config.to_dict()}
 
 
 def cmd_warmup(args) -> int:
-    config = WarmupConfig(store=args.store, policies=tuple(args.policies or ()), io_modes=tuple(args.io))
+    config = WarmupConfig(store=args.store, policies=tuple(args.policies or ()),
+                          admission=tuple(args.admission or ()), io_modes=tuple(args.io))
     result = warmup(config, progress=not args.quiet and not args.json)
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"warmup: compiled or loaded every kernel for {len(result['config']['tables'])} tables, "
-              f"{len(result['config']['policies'])} policies, io {', '.join(config.io_modes)} "
-              f"in {result['seconds']:.1f} s")
+        done = result["config"]
+        behind = "".join(f", behind {f}" for f in done["admission"])
+        print(f"warmup: every kernel compiled or loaded for {len(done['tables'])} tables, "
+              f"{len(done['policies'])} policies (bare{behind}), io {', '.join(done['io_modes'])}: "
+              f"{result['seconds']:.1f} s")
     return 0
 
 
@@ -184,6 +192,8 @@ def add_subcommands(subparsers) -> None:
     parser.add_argument("store", nargs="?", help="store whose tables to warm up for (default: a set covering "
                         "every pooling width, dtype and codec)")
     parser.add_argument("--policies", nargs="+", help="DRAM cache policies (default: every registered one)")
+    parser.add_argument("--admission", nargs="+", choices=("second_hit", "tinylfu"),
+                        help="also warm each policy behind these admission filters")
     parser.add_argument("--io", nargs="+", choices=IO_MODES, default=list(IO_MODES), help="SSD read modes")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
