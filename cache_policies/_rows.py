@@ -25,7 +25,8 @@ own slot's row: no table, no key rows.
 
 Header and sentinels sit at fixed rows, so reaching them costs no
 arithmetic on loaded values.  Node columns: ``PREV``, ``NEXT``, ``SIZE``,
-``LIST`` (-1 for none), ``KEY_OF``, then the policy's own.  ``grown``
+``LIST`` (-1 for none), ``KEY_OF``, then the policy's own (LFU and Belady,
+which use none of these lists, give some of them other meanings).  ``grown``
 doubles the key rows and the table; ``ready`` tells whether a miss can be
 served without it (``KEY_ROWS_PER_MISS`` says how many key rows a miss may
 take: one per victim, or a fixed number).  A policy writes its kernels over

@@ -6,9 +6,9 @@ as infinitely far.  Resident objects sit in a binary max-heap on next-access
 time with the sift rules of libCacheSim's ``pqueue`` (strict comparisons), so
 ties among never-reused objects break as libCacheSim breaks them.
 
-The state is one ``_rows`` array: per slot its next-access time ``PRI`` and
-heap position ``POS``, and the 1-based heap itself in column ``HEAP`` (entry
-``i`` in slot row ``i - 1``).
+The state is one ``_rows`` array of four columns: per slot its next-access
+time ``PRI``, heap position ``POS`` and size, and the 1-based heap itself in
+column ``HEAP`` (entry ``i`` in slot row ``i - 1``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from .base import register_policy
 from .drive import Kind, StateKernels, register_kernels
 
 _INFINITY = np.iinfo(np.int64).max
-# node columns
-PRI = rows.N_NODE_FIELDS
-POS = rows.N_NODE_FIELDS + 1
-HEAP = rows.N_NODE_FIELDS + 2
+# node columns (no lists: SIZE is the only standard one)
+PRI = 0
+POS = 1
+HEAP = 3
+N_FIELDS = 4
 # policy scalars
 CURRENT_NEXT = POLICY_FIELDS
 HEAP_SIZE = POLICY_FIELDS + 1
@@ -35,7 +36,7 @@ HEAP_SIZE = POLICY_FIELDS + 1
 def new_belady(params):
     """The state array of an empty Belady cache of ``capacity`` bytes."""
     capacity, max_slots = params
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 3, 0, 0, 0)
+    a = rows.new_rows(capacity, max_slots, N_FIELDS, 0, 0, 0)
     put(a, CURRENT_NEXT, _INFINITY)
     return a
 

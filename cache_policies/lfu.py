@@ -4,12 +4,13 @@ Frequencies count only while an object is cached; an insert starts at 1.
 Objects sit in one FIFO bucket per frequency; the victim is the oldest entry of
 the lowest non-empty bucket, i.e. the object that reached that frequency first.
 
-The state is one ``_rows`` array.  The non-empty buckets form a chain in
-ascending frequency (through the first list sentinel), so the lowest is the
-chain's first and a hit moves its object to the next bucket, made if
-missing; a bucket is a row of the extra region (at most one per resident
-object, and one more while a hit moves its object) whose ``PREV`` and
-``NEXT`` are the sentinel links of its objects' list.
+The state is one ``_rows`` array of five columns.  The non-empty buckets form
+a chain in ascending frequency (through the first list sentinel), so the
+lowest is the chain's first and a hit moves its object to the next bucket,
+made if missing.  A bucket is a row of the extra region (at most one per
+resident object, and one more while a hit moves its object): ``PREV`` and
+``NEXT`` are the sentinel links of its objects' list, then its frequency and
+its chain links; an object's row holds its links, size and bucket.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from .base import register_policy
 from .drive import Kind, StateKernels, register_kernels
 
 CHAIN = HEADER_ROWS
-# column 5: an object's bucket row, or a bucket's frequency
-BUCKET = rows.N_NODE_FIELDS
-FREQ = rows.N_NODE_FIELDS
-# bucket columns: links of the chain
-CHAIN_PREV = rows.N_NODE_FIELDS + 1
-CHAIN_NEXT = rows.N_NODE_FIELDS + 2
+# an object's column
+BUCKET = 3
+# a bucket's columns (after the links of its objects' list)
+FREQ = 2
+CHAIN_PREV = 3
+CHAIN_NEXT = 4
+N_FIELDS = 5
 # policy scalar: first free bucket row (free ones chained through CHAIN_NEXT), -1 for none
 FREE_BUCKET = POLICY_FIELDS
 
@@ -37,7 +39,7 @@ FREE_BUCKET = POLICY_FIELDS
 def new_lfu(params):
     """The state array of an empty LFU cache of ``capacity`` bytes."""
     capacity, max_slots = params
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 3, 0, max_slots + 1, 0)
+    a = rows.new_rows(capacity, max_slots, N_FIELDS, 0, max_slots + 1, 0)
     a[CHAIN, CHAIN_PREV] = CHAIN
     a[CHAIN, CHAIN_NEXT] = CHAIN
     first = get(a, rows.EXTRA_FIRST)
@@ -94,7 +96,6 @@ def lfu_on_insert(a, slot, key, size):
     dll_push_head(a, first, node)
     a[node, BUCKET] = first
     a[node, SIZE] = size
-    a[node, rows.KEY_OF] = key
     add(a, rows.USED, size)
     add(a, rows.N_RESIDENT, 1)
 
