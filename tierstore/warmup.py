@@ -9,10 +9,10 @@ dims, dtypes, codecs and page sizes) or, without one, a set covering every
 specialised pooling width, a generic width and each dtype and codec, and drives
 it through the public API the way a service does:
 
-- for each ``io`` mode, a DRAM tier smaller than the tables (SSD reads, probe,
+- for each ``io`` mode, DRAM tiers smaller than the tables (SSD reads, probe,
   admission) and one holding them all (``warm``, then lookups that skip the
-  probe), with every pooling mode, with and without per-sample weights, and
-  ``get_rows``;
+  probe), with every pooling mode, with and without per-sample weights, rows
+  both missed and hit, and ``get_rows``;
 - for each policy, and each admission filter asked for in front of it, a tier
   driven through lookups, ``update_rows`` (which invalidates cached rows) and
   ``stats``.
@@ -29,6 +29,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,8 @@ DEFAULT_TABLES = tuple(TableConfig(f"f32_{dim}", 1, dim) for dim in (*SPECIALIZE
     TableConfig("i8", 1, 32, "int8"),
 )
 PAGES_PER_TABLE = 4
+#: Pooling modes and whether with per-sample weights: each compiles its own kernels.
+POOLINGS = tuple((mode, False) for mode in MODE_NAMES.values()) + (("sum", True),)
 
 
 @dataclass(frozen=True)
@@ -87,34 +90,35 @@ def _small_tables(store: str | None) -> list[TableConfig]:
     return small
 
 
-def _batch(tables, rng, ids_per_table: int) -> SparseBatch:
-    """Four bags per table (the last one empty) over ``ids_per_table`` ids from the first half of its
-    rows, which a tier of half the rows can hold."""
+def _batch(tables, rng, weighted: bool) -> SparseBatch:
+    """Four bags of 24 ids per table (the last bag empty), from the first half of its rows, which a tier
+    of half the rows can hold."""
     per_table = {}
     for t in tables:
-        ids = rng.integers(0, max(t.num_rows // 2, 1), ids_per_table)
-        per_table[t.name] = (ids, np.array([0, ids_per_table // 3, ids_per_table // 2, ids_per_table,
-                                            ids_per_table]))
+        ids = rng.integers(0, max(t.num_rows // 2, 1), 24)
+        weights = (np.ones(ids.size, dtype=np.float32),) if weighted else ()
+        per_table[t.name] = (ids, np.array([0, 8, 12, 24, 24]), *weights)
     return SparseBatch.from_tables(per_table)
 
 
-def _serve(store, tables, rng) -> None:
-    """Lookups in every pooling mode, with weights for sum, twice (misses, then hits), of a batch of every
-    table (each pooled into a view of one output) and of each table on its own (into an array of its own:
-    numba compiles the two layouts apart), and ``get_rows``."""
-    batch = _batch(tables, rng, 24)
-    weighted = dataclasses.replace(batch, weights=np.ones(batch.values.size, dtype=np.float32))
-    for _ in range(2):
-        for mode in MODE_NAMES.values():
-            store.lookup_batch(batch, mode=mode)
-        store.lookup_batch(weighted, mode="sum")
-        for name in batch.keys:
-            ids, offsets, weights = weighted.table(name)
-            for mode in MODE_NAMES.values():
-                store.lookup(name, ids, offsets, include_last_offset=True, mode=mode)
-            store.lookup(name, ids, offsets, weights, include_last_offset=True)
-    for t in tables:
-        store.get_rows(t.name, np.arange(min(t.num_rows, 8)))
+def _serve(open_tier, tables, rng) -> None:
+    """Lookups in every pooling mode (sum also with weights) of a batch of every table (each pooled into a
+    view of one output) and of each table alone (into an array of its own: numba compiles the two layouts
+    apart), each twice on a tier of its own from ``open_tier()``: misses, then hits; and ``get_rows``."""
+    for mode, weighted in POOLINGS:
+        batch = _batch(tables, rng, weighted)
+        with open_tier() as store:
+            for _ in range(2):
+                store.lookup_batch(batch, mode=mode)
+        with open_tier() as store:
+            for _ in range(2):
+                for name in batch.keys:
+                    ids, offsets, weights = batch.table(name)
+                    store.lookup(name, ids, offsets, weights, mode=mode, include_last_offset=True)
+    with open_tier() as store:
+        for _ in range(2):
+            for t in tables:
+                store.get_rows(t.name, np.arange(min(t.num_rows, 8)))
 
 
 def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dict:
@@ -149,17 +153,18 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
         store.close()
         step("create and load")
         for io in config.io_modes:
-            with open_store(path, dram_cache_bytes=cached_bytes // 2, policy=policies[0], io=io) as store:
-                _serve(store, tables, rng)
+            _serve(lambda: open_store(path, dram_cache_bytes=cached_bytes // 2, policy=policies[0], io=io),
+                   tables, rng)
             with open_store(path, dram_cache_bytes=cached_bytes, policy=policies[0], io=io) as store:
-                _serve(store, tables, rng)
                 for t in tables:
                     store.warm(t.name)
-                _serve(store, tables, rng)
+                _serve(lambda: nullcontext(store), tables, rng)
             step(f"io={io}: partial and whole-table DRAM tiers")
         for policy in policies:
             with open_store(path, readonly=False, dram_cache_bytes=cached_bytes // 2, policy=policy) as store:
-                _serve(store, tables, rng)
+                batch = _batch(tables, rng, False)
+                for _ in range(2):
+                    store.lookup_batch(batch)
                 t = tables[0]
                 store.update_rows(t.name, [0, 1], store.get_rows(t.name, [1, 0]))
                 store.stats()
