@@ -2,7 +2,7 @@
 
 ``tierstore/cli.py`` calls :func:`add_subcommands` on its subparsers; every
 subcommand stores its handler as ``func`` (``args.func(args)`` returns the exit
-code).  ``python -m bench.cli ...`` runs the same commands standalone.
+code).  ``python -m bench.cli ...`` runs the ``tierstore`` command.
 """
 
 from __future__ import annotations
@@ -13,23 +13,40 @@ import os
 import sys
 import time
 
-from bench.progress import batch_progress
-from bench.traces import open_trace, write_trace
-from bench.traces.formats import FORMATS
-from bench.traces.generate import TraceSpec, generate
+from bench.progress import batch_progress, part_progress
+from bench.traces import detect_format, open_trace, write_trace
+from bench.traces.formats import FORMATS, format_name
+from bench.traces.generate import TraceSpec, generate_parts
 from bench.traces.presets import PRESETS
+from bench.traces.sizing import check_room, estimate_size
 from bench.traces.stats import DEFAULT_DENSE_LIMIT, TraceStats
+from cache_policies import available_policies
+from tierstore.cli import (UsageError, add_output_options, emit, human_bytes, non_negative_float, non_negative_int,
+                           note, policy_name, positive_int)
+
+
+def format_arg(text: str) -> str:
+    """argparse type: a trace format name or alias (any letter case)."""
+    try:
+        return format_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+FORMAT_HELP = "one of " + ", ".join(FORMATS)
 
 
 def add_reader_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """Options that say how to read a trace file (format and batching for bag-less formats)."""
-    parser.add_argument(f"--{prefix}format", dest="in_format", choices=sorted(FORMATS),
-                        help="input trace format (default: detected from the file)")
-    parser.add_argument("--batch-size", type=int, help="dlrm input: bags per table per batch (default: whole file)")
-    parser.add_argument("--batch-requests", type=int,
-                        help="oracle/csv input: requests per batch of single-index bags (default 4096)")
-    parser.add_argument("--table-shift", type=int,
-                        help="oracle input: split ids into table (id >> SHIFT) and row (default: one table t0)")
+    parser.add_argument(f"--{prefix}format", dest="in_format", type=format_arg, metavar="FORMAT",
+                        help=f"input trace format, {FORMAT_HELP} (default: detected from the file)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="dlrm_datasets input: bags per table per batch (default: the whole file is one batch)")
+    parser.add_argument("--batch-requests", type=positive_int,
+                        help="oracleGeneral or csv input: requests per batch of single-index bags (default 4096)")
+    parser.add_argument("--table-shift", type=positive_int,
+                        help="oracleGeneral input: split each id into table (id >> SHIFT) and row "
+                             "(default: every id is a row of one table t0)")
 
 
 def reader_from_args(args, path=None):
@@ -41,15 +58,6 @@ def reader_from_args(args, path=None):
         batch_requests=args.batch_requests,
         table_shift=args.table_shift,
     )
-
-
-def emit(args, result: dict, human: str) -> None:
-    """Print ``result`` as JSON with ``--json``, else the human-readable text."""
-    if args.json:
-        json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(human.rstrip("\n") + "\n")
 
 
 def _spec_from_args(args) -> TraceSpec:
@@ -66,7 +74,7 @@ def _spec_from_args(args) -> TraceSpec:
             if getattr(args, name) is not None:
                 common["num_rows" if name == "rows" else name] = getattr(args, name)
     elif any(getattr(args, n) is not None for n in ("rows", "zipf", "pooling")):
-        raise ValueError("--rows/--zipf/--pooling apply to --preset zipf; use --spec FILE for per-table control")
+        raise UsageError("--rows, --zipf and --pooling apply to --preset zipf; use --spec FILE for per-table control")
     return PRESETS[args.preset](**common)
 
 
@@ -75,21 +83,34 @@ def cmd_trace_gen(args) -> int:
     if args.print_spec:
         sys.stdout.write(json.dumps(spec.to_dict(), indent=1) + "\n")
         return 0
+    fmt = args.out_format or detect_format(args.out)
+    metadata = {"generator": spec.to_dict()}
+    size = estimate_size(spec, fmt, metadata)
+    note(args, f"{spec.preset or 'spec'}: {len(spec.tables)} tables, {spec.num_batches:,} batches of "
+               f"{spec.batch_size:,} bags per table, about {size.batch_requests:,.0f} requests per batch; "
+               f"expected size about {human_bytes(size.file_bytes)} as {fmt}")
+    if size.read_back_bytes > 1 << 30:
+        note(args, f"note: each batch is large; reading it back (replay, stats) takes about "
+                   f"{human_bytes(size.read_back_bytes)} of memory per batch")
+    check_room(args.out, size)
     start = time.perf_counter()
-    batches = batch_progress(generate(spec), "gen", total=spec.num_batches, enabled=not args.quiet)
-    counts = write_trace(args.out, batches, format=args.out_format, metadata={"generator": spec.to_dict()})
+    parts = part_progress(generate_parts(spec), "gen", total_requests=size.requests, enabled=not args.quiet)
+    counts = write_trace(args.out, parts, format=fmt, metadata=metadata)
     seconds = time.perf_counter() - start
     result = {
         "out": args.out,
+        "format": fmt,
         "batches": counts["batches"],
         "requests": counts["values"],
         "seconds": seconds,
         "requests_per_s": counts["values"] / seconds if seconds else None,
         "bytes": os.path.getsize(args.out),
+        "expected_bytes": size.file_bytes,
         "spec": spec.to_dict(),
     }
-    emit(args, result, f"wrote {args.out}: {counts['batches']} batches, {counts['values']:,} requests, "
-                       f"{result['bytes']:,} bytes in {seconds:.1f} s ({result['requests_per_s'] / 1e6:.1f} M requests/s)")
+    emit(args, result, f"wrote {args.out}: {counts['batches']:,} batches, {counts['values']:,} requests, "
+                       f"{human_bytes(result['bytes'])} (expected {human_bytes(size.file_bytes)}) in {seconds:.1f} s "
+                       f"({result['requests_per_s'] / 1e6:.1f} M requests/s)")
     return 0
 
 
@@ -164,51 +185,61 @@ def cmd_trace_stats(args) -> int:
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def add_trace_commands(subparsers) -> None:
     """``trace gen|convert|stats``."""
     trace = subparsers.add_parser("trace", help="generate, convert and describe access traces")
-    sub = trace.add_subparsers(dest="trace_command", required=True)
+    sub = trace.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
-    gen = sub.add_parser("gen", help="write a seeded synthetic trace")
-    gen.add_argument("out", help="output file (format from --to or the suffix; .tstrace recommended)")
-    gen.add_argument("--to", dest="out_format", choices=sorted(FORMATS))
+    gen = sub.add_parser("gen", help="write a seeded synthetic trace, a part of a batch at a time",
+                         description="Write a seeded synthetic trace. Batches are generated and written a part "
+                         "(some whole tables) at a time, so memory does not grow with --batches. The expected "
+                         "size is printed first; the command refuses, writing nothing, when the output would "
+                         "not fit on the disk.")
+    gen.add_argument("out", help=f"output file; its format comes from --to or the file name ({FORMAT_HELP}; "
+                     ".tstrace recommended)")
+    gen.add_argument("--to", dest="out_format", type=format_arg, metavar="FORMAT",
+                     help=f"output format, {FORMAT_HELP} (default: from the file name)")
     gen.add_argument("--preset", choices=sorted(PRESETS), default="meta2022",
-                     help="meta2022: calibrated to Meta's 2022 per-batch locality; zipf: identical Zipf tables")
-    gen.add_argument("--spec", help="TraceSpec JSON file (per-table control); overrides the preset options")
-    gen.add_argument("--tables", type=int, help="number of tables")
-    gen.add_argument("--batch-size", dest="batch_size_gen", type=int, help="bags per table per batch")
-    gen.add_argument("--batches", type=int, default=100, help="number of batches (default 100)")
-    gen.add_argument("--rows", type=int, help="zipf preset: rows per table")
-    gen.add_argument("--zipf", type=float, help="zipf preset: exponent")
-    gen.add_argument("--pooling", type=float, help="zipf preset: mean pooling factor")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--drift", type=float, default=0.0, help="ranking slide per batch, fraction of table rows")
-    gen.add_argument("--shift-every", type=int, default=0, help="batches between working-set shifts (0: never)")
-    gen.add_argument("--print-spec", action="store_true", help="print the TraceSpec JSON and exit")
-    _add_common(gen)
+                     help="meta2022 (default): calibrated to Meta's 2022 per-batch locality, 788 tables and "
+                          "131,072 bags per table, 1.4 G requests per batch at full scale (scale down with "
+                          "--tables and --batch-size together); zipf: identical Zipf tables")
+    gen.add_argument("--spec", help="TraceSpec JSON file for per-table control; overrides the preset options")
+    gen.add_argument("--tables", type=positive_int, help="number of tables (default: the preset's)")
+    gen.add_argument("--batch-size", dest="batch_size_gen", type=positive_int,
+                     help="bags per table per batch (default: the preset's)")
+    gen.add_argument("--batches", type=non_negative_int, default=100, help="number of batches (default 100)")
+    gen.add_argument("--rows", type=positive_int, help="zipf preset: rows per table (default 1,000,000)")
+    gen.add_argument("--zipf", type=non_negative_float, help="zipf preset: Zipf exponent, 0 is uniform (default 1.05)")
+    gen.add_argument("--pooling", type=non_negative_float, help="zipf preset: mean indices per bag (default 20)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed; the same seed and options give the same "
+                     "trace (default 0)")
+    gen.add_argument("--drift", type=non_negative_float, default=0.0,
+                     help="popularity slide per batch, as a fraction of each table's rows (default 0)")
+    gen.add_argument("--shift-every", type=non_negative_int, default=0,
+                     help="batches between jumps to a new hot set (default 0: never)")
+    gen.add_argument("--print-spec", action="store_true", help="print the TraceSpec JSON and exit, writing nothing")
+    add_output_options(gen)
     gen.set_defaults(func=cmd_trace_gen)
 
     convert = sub.add_parser("convert", help="convert a trace between formats, streaming")
-    convert.add_argument("trace", help="input trace")
-    convert.add_argument("out", help="output trace")
+    convert.add_argument("trace", help="input trace file")
+    convert.add_argument("out", help="output trace file")
     add_reader_options(convert, prefix="from-")
-    convert.add_argument("--to", dest="out_format", choices=sorted(FORMATS))
-    convert.add_argument("--row-bytes", type=int, default=1, help="oracle output: obj_size of every request")
-    _add_common(convert)
+    convert.add_argument("--to", dest="out_format", type=format_arg, metavar="FORMAT",
+                         help=f"output format, {FORMAT_HELP} (default: from the file name)")
+    convert.add_argument("--row-bytes", type=positive_int, default=1,
+                         help="oracleGeneral output: the object size written for every request (default 1)")
+    add_output_options(convert)
     convert.set_defaults(func=cmd_trace_convert)
 
     stats = sub.add_parser("stats", help="requests, distinct rows, skew, pooling and reuse of a trace")
-    stats.add_argument("trace")
+    stats.add_argument("trace", help="trace file")
     add_reader_options(stats)
-    stats.add_argument("--dense-limit", type=int, default=DEFAULT_DENSE_LIMIT,
-                       help="largest row-id range per table counted in dense arrays (16 B per row)")
+    stats.add_argument("--dense-limit", type=positive_int, default=DEFAULT_DENSE_LIMIT,
+                       help="largest row-id range per table counted in dense arrays, 16 bytes per row "
+                            f"(default {DEFAULT_DENSE_LIMIT:,}); larger tables are counted in hash maps")
     stats.add_argument("--no-in-batch", action="store_true", help="skip the in-batch reuse histogram")
-    _add_common(stats)
+    add_output_options(stats)
     stats.set_defaults(func=cmd_trace_stats)
 
 
@@ -219,7 +250,7 @@ def _table_row_bytes(text: str | None) -> dict:
     for part in text.split(","):
         name, eq, value = part.partition("=")
         if not eq:
-            raise ValueError(f"--table-row-bytes wants name=bytes,..., got {part!r}")
+            raise UsageError(f"--table-row-bytes wants name=bytes,..., got {part!r}")
         out[name.strip()] = int(value)
     return out
 
@@ -228,16 +259,19 @@ def cmd_compare(args) -> int:
     from bench.compare import CompareConfig, compare
     from bench.report import markdown_summary, write_report
 
-    config = CompareConfig(
-        trace=args.trace,
-        policies=tuple(p for p in args.policies.split(",") if p),
-        sizes=tuple(s for s in args.sizes.split(",") if s),
-        row_bytes=args.row_bytes,
-        table_row_bytes=_table_row_bytes(args.table_row_bytes),
-        windows=args.windows,
-        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
-                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
-    )
+    try:
+        config = CompareConfig(
+            trace=args.trace,
+            policies=tuple(p for p in args.policies.split(",") if p),
+            sizes=tuple(s for s in args.sizes.split(",") if s),
+            row_bytes=args.row_bytes,
+            table_row_bytes=_table_row_bytes(args.table_row_bytes),
+            windows=args.windows,
+            reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                      ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+        )
+    except ValueError as err:
+        raise UsageError(err) from None
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -259,40 +293,48 @@ def cmd_compare(args) -> int:
 def add_compare_command(subparsers) -> None:
     """``compare TRACE --policies ... --sizes ...``."""
     p = subparsers.add_parser("compare", help="simulate cache policies x sizes on a trace and write a report")
-    p.add_argument("trace")
+    p.add_argument("trace", help="trace file")
     add_reader_options(p)
     p.add_argument("--policies", default="lru,fifo,clock,arc,s3fifo,sieve",
                    help="comma-separated policies, optionally name:key=value:...; belady is always added")
     p.add_argument("--sizes", default="0.1%,1%,10%",
                    help="comma-separated cache sizes: percent of the working set, row counts, or bytes (64MiB)")
-    p.add_argument("--row-bytes", type=int, help="byte mode: bytes per cached row (default 256 with byte sizes)")
+    p.add_argument("--row-bytes", type=positive_int,
+                   help="byte mode: bytes per cached row (default 256 with byte sizes)")
     p.add_argument("--table-row-bytes", help="byte mode: per-table row bytes, name=bytes,...")
-    p.add_argument("--windows", type=int, default=100, help="time windows for hit ratio over time")
+    p.add_argument("--windows", type=positive_int, default=100,
+                   help="time windows for the hit ratio over time (default 100)")
     p.add_argument("--out", help="report directory (default compare-<trace name>)")
     p.add_argument("--tmpdir", help="where the temporary key stream goes (24 bytes per request)")
-    _add_common(p)
+    add_output_options(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_replay(args) -> int:
-    from bench.replay import ReplayConfig, format_replay, replay
+    from bench.replay import ReplayConfig, UnknownTablesError, format_replay, replay
 
-    config = ReplayConfig(
-        store=args.store,
-        trace=args.trace,
-        dram_cache=args.dram_cache,
-        policy=args.policy,
-        warmup_batches=args.warmup,
-        interval=args.interval,
-        mode=args.mode,
-        fold=args.fold,
-        max_batches=args.max_batches,
-        reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
-                                  ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
-    )
+    try:
+        config = ReplayConfig(
+            store=args.store,
+            trace=args.trace,
+            dram_cache=args.dram_cache,
+            policy=args.policy,
+            warmup_batches=args.warmup,
+            interval=args.interval,
+            mode=args.mode,
+            fold=args.fold,
+            max_batches=args.max_batches,
+            reader={k: v for k, v in (("format", args.in_format), ("batch_size", args.batch_size),
+                                      ("batch_requests", args.batch_requests), ("table_shift", args.table_shift)) if v},
+        )
+    except ValueError as err:
+        raise UsageError(err) from None
     total = args.max_batches
-    result = replay(reader_from_args(args), config,
-                    progress=lambda b: batch_progress(b, "replay", total=total, enabled=not args.quiet))
+    try:
+        result = replay(reader_from_args(args), config,
+                        progress=lambda b: batch_progress(b, "replay", total=total, enabled=not args.quiet))
+    except UnknownTablesError as err:
+        raise UsageError(err.args[0]) from None
     emit(args, result, format_replay(result))
     return 0
 
@@ -301,19 +343,23 @@ def add_replay_command(subparsers) -> None:
     """``replay STORE TRACE``."""
     p = subparsers.add_parser("replay", help="drive a store with a trace and report tier hit rates, "
                               "throughput, latency and SSD reads")
-    p.add_argument("store")
-    p.add_argument("trace")
+    p.add_argument("store", help="store directory (opened read-only)")
+    p.add_argument("trace", help="trace file")
     add_reader_options(p)
     p.add_argument("--dram-cache", default="10%",
-                   help="DRAM budget: bytes (256MiB) or share of the tables' float32 size (10%%)")
-    p.add_argument("--policy", default="lru", help="DRAM cache policy")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up batches excluded from the figures")
-    p.add_argument("--interval", type=int, default=10, help="batches per point of the hit-rate time series")
-    p.add_argument("--mode", default="sum", choices=("sum", "mean", "max"))
+                   help="DRAM budget: bytes (256MiB) or a share of the tables' float32 size (default 10%%)")
+    p.add_argument("--policy", type=policy_name, default="lru",
+                   help=f"DRAM cache policy: {', '.join(available_policies())} (default lru)")
+    p.add_argument("--warmup", type=non_negative_int, default=10,
+                   help="warm-up batches, excluded from the figures (default 10)")
+    p.add_argument("--interval", type=positive_int, default=10,
+                   help="batches per point of the hit-rate time series (default 10)")
+    p.add_argument("--mode", default="sum", choices=("sum", "mean", "max"), help="pooling mode (default sum)")
     p.add_argument("--fold", action="store_true",
-                   help="map trace tables round-robin onto the store's tables and rows modulo their size")
-    p.add_argument("--max-batches", type=int, help="stop after this many batches (warm-up included)")
-    _add_common(p)
+                   help="map trace tables round-robin onto the store's tables and rows modulo their size "
+                        "(needed when the trace's tables are not the store's)")
+    p.add_argument("--max-batches", type=positive_int, help="stop after this many batches, warm-up included")
+    add_output_options(p)
     p.set_defaults(func=cmd_replay)
 
 
@@ -325,14 +371,10 @@ def add_subcommands(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point with the same subcommands (``python -m bench.cli``)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.cli")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    """``python -m bench.cli ...``: the ``tierstore`` command (same subcommands, errors and exit codes)."""
+    from tierstore.cli import main as tierstore_main
+
+    return tierstore_main(argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import placement as pl
 from bench.cli import add_reader_options, emit, reader_from_args
 from bench.compare import parse_size
 from bench.progress import batch_progress
+from tierstore.cli import UsageError
 
 PLAN_DIR = "placement"
 BUDGET_TIERS = ("gpu", "dram", "ssd")
@@ -48,7 +49,10 @@ def cmd_place(args) -> int:
                            min_cache_count=args.min_cache_count, seed=args.seed)
     with tierstore.open(args.store, readonly=args.dry_run) as store:
         tables = store_tables(store)
-        budgets = parse_budgets(args.budgets, sum(t.total_bytes for t in tables.values()))
+        try:
+            budgets = parse_budgets(args.budgets, sum(t.total_bytes for t in tables.values()))
+        except ValueError as err:
+            raise UsageError(err) from None
         trace = batch_progress(reader_from_args(args), "profile", enabled=not args.quiet)
         profile = pl.profile(trace, tables, granularity=args.granularity, max_pins=args.max_pins, seed=args.seed)
         profiled = time.perf_counter()
@@ -99,7 +103,8 @@ def _human(result: dict) -> str:
 def add_subcommands(subparsers) -> None:
     """Register ``place`` on the ``tierstore`` subparsers."""
     place = subparsers.add_parser("place", help="plan tiers and SSD layout from a trace and apply the layout",
-                                  description=__doc__.split("\n\n")[0])
+                                  description="Profile a trace, plan tiers and SSD layout, save the plan in "
+                                  "STORE/placement/ and rewrite the store's SSD layout in one transaction.")
     place.add_argument("store", help="store directory (opened writable)")
     place.add_argument("trace", help="access trace to profile")
     add_reader_options(place)
@@ -114,7 +119,7 @@ def add_subcommands(subparsers) -> None:
     place.add_argument("--cost-model", help="CostModel JSON file (default: built-in figures)")
     place.add_argument("--granularity", choices=["bag", "batch"], default="bag", help="co-access unit (default bag)")
     place.add_argument("--max-pins", type=int, default=8_000_000, help="co-access sample bound, row entries")
-    place.add_argument("--seed", type=int, default=0)
+    place.add_argument("--seed", type=int, default=0, help="random seed of the co-access sample (default 0)")
     place.add_argument("--evaluate", action="store_true", help="replay the trace again and print predicted figures")
     place.add_argument("--policy", default="lru", help="DRAM cache policy for --evaluate (default lru)")
     place.add_argument("--dry-run", action="store_true", help="plan only: save and apply nothing")

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
+from bench.traces.batching import BatchPart
 from tierstore import SparseBatch
 
 
@@ -20,3 +21,17 @@ def batch_progress(batches: Iterable[SparseBatch], desc: str, total: int | None 
             bar.set_postfix(requests=f"{requests:,}", refresh=False)
             bar.update(1)
             yield batch
+
+
+def part_progress(parts: Iterable[BatchPart], desc: str, total_requests: float | None = None,
+                  enabled: bool = True) -> Iterator[BatchPart]:
+    """Yield batch parts while a tqdm bar on stderr counts requests (its unit) and whole batches."""
+    total = int(total_requests) if total_requests else None
+    with tqdm(total=total, desc=desc, unit="request", unit_scale=True, file=sys.stderr, disable=not enabled,
+              dynamic_ncols=True) as bar:
+        batches = 0
+        for part in parts:
+            batches += part.last
+            bar.set_postfix(batches=f"{batches:,}", refresh=False)
+            bar.update(part.batch.values.size)
+            yield part

@@ -90,6 +90,10 @@ def dram_budget_bytes(spec: str, tables: dict) -> int:
     return int(value)
 
 
+class UnknownTablesError(KeyError):
+    """The trace names tables the store lacks; ``ReplayConfig(fold=True)`` maps them onto the store's."""
+
+
 class TableFolder:
     """Map a trace's tables and rows onto a store's (see the module notes)."""
 
@@ -156,8 +160,9 @@ def replay(batches: Iterable[SparseBatch], config: ReplayConfig, progress=None) 
             if folder:
                 batch = folder(batch)
             elif not set(batch.keys) <= set(tables):
-                raise KeyError(f"trace tables {sorted(set(batch.keys) - set(tables))} are not in the store "
-                               f"(store has {sorted(tables)}); use fold to map them")
+                raise UnknownTablesError(f"trace tables {sorted(set(batch.keys) - set(tables))} are not in the store "
+                                         f"(store has {sorted(tables)}); map them onto its tables with "
+                                         "fold=True (--fold on the command line)")
             if i == config.warmup_batches:
                 store.reset_stats()
                 last = _tiers(store.stats())

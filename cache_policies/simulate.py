@@ -24,6 +24,7 @@ import numpy as np
 
 from .base import Policy, as_policy
 from .drive import kernels
+from .setassoc import is_setassoc, simulate_setassoc
 
 NEVER = -1
 
@@ -349,8 +350,17 @@ def simulate(
     next_access=None,
     record: bool = False,
     invalidate=None,
+    batch_ends=None,
 ) -> SimResult:
     """Replay ``keys`` through ``policy`` with a cache of ``capacity``.
+
+    A set-associative cache (``policy="setassoc..."`` or a
+    ``cache_policies.setassoc.SetAssociative``; tierstore's default DRAM tier) is
+    replayed by :func:`cache_policies.setassoc.simulate_setassoc`, batch by batch as
+    the live tier serves them (``batch_ends``; default: every request its own
+    batch), with ``capacity`` in slots; it counts each request of a batch's key
+    missed at the batch's start as a miss, as the store does.  ``sizes``,
+    ``next_access``, ``record`` and ``invalidate`` do not apply to it.
 
     Parameters
     ----------
@@ -372,6 +382,8 @@ def simulate(
         Requests marked True are invalidations (a row update): the key is
         dropped through ``remove`` if cached.  They are not lookups and do
         not count in the statistics.
+    batch_ends : array of int, optional
+        Set-associative caches only: the end (exclusive) of each batch in ``keys``.
 
     Returns
     -------
@@ -383,6 +395,16 @@ def simulate(
         If the policy breaks the protocol (evicts a slot that is not
         resident, or exceeds its capacity).
     """
+    if is_setassoc(policy):
+        if sizes is not None or next_access is not None or record or invalidate is not None:
+            raise ValueError("a set-associative cache is simulated with unit sizes, no record and no invalidations")
+        keys = _as_keys(keys)
+        ends = np.arange(1, keys.size + 1) if batch_ends is None else batch_ends
+        result = simulate_setassoc(keys, ends, policy, capacity)
+        return SimResult(hits=result.hits, misses=result.misses, byte_hits=result.hits, byte_misses=result.misses,
+                         n_requests=result.hits + result.misses, config=result.to_dict()["config"])
+    if batch_ends is not None:
+        raise ValueError("batch_ends applies to set-associative caches only")
     policy = as_policy(policy)
     keys = _as_keys(keys)
     n = keys.shape[0]

@@ -9,6 +9,12 @@ shared by all tables, run by a cache policy through the slot protocol of
 row's global id).  A miss reads the row's SSD page (at its position in the
 plan's layout); pages are counted once per batch and table.  Only ``CACHED``
 rows are offered to the cache; ``SSD_ONLY`` rows never are.
+
+The cache may also be a set-associative one (``policy="setassoc..."`` or a
+``cache_policies.setassoc.SetAssociative``, tierstore's default): each batch's
+non-pinned distinct rows of a table are then served by
+``cache_policies.setassoc.SetAssocState.serve``, as the live tier serves them, with
+slots as wide as the widest table's rows (pinned rows too, as in the store).
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from .assign import CACHED, TIER_NAMES
+from cache_policies.setassoc import SetAssocState, batch_distinct, is_setassoc
+from cache_policies.setassoc import parse as parse_setassoc
+
+from .assign import CACHED, PINNED_DRAM, TIER_NAMES
 from .plan import PlacementPlan
 from .profile import check_indices
 
@@ -28,9 +37,7 @@ _PAGES = 2 * _N_TIERS
 HIT_SOURCES = ("gpu", "dram_pinned", "dram_cache", "ssd")
 
 
-# Not cached on disk: the policy state is a cache_policies jitclass, and numba's cache
-# fails to load (instead of recompiling) once that class's methods change.
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page, page_stamp, stamp, state, resident, counters):
     """Replay one table's indices of one batch; adds to ``counters`` (see module constants).
 
@@ -83,6 +90,28 @@ def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page,
                 resident[state.victim()] = False
             state.on_insert(slot, slot, row_bytes)
             resident[slot] = True
+
+
+def _replay_table_setassoc(indices, key_base, tier, positions, rows_per_page, state, counters):
+    """:func:`_replay_table` for a set-associative cache: the batch's distinct rows in order of first
+    occurrence; pinned ones hit their tier, the others are served by ``state`` (only ``CACHED`` ones
+    may be admitted)."""
+    rows, multiplicity = batch_distinct(indices)
+    outcome = tier[rows].astype(np.int64)
+    to_cache = np.flatnonzero(outcome >= CACHED)
+    hit_slots, _ = state.serve(rows[to_cache] + key_base, outcome[to_cache] == CACHED, multiplicity[to_cache])
+    outcome[to_cache] = np.where(hit_slots >= 0, 2, 3)
+    counters[:_N_TIERS] += np.bincount(outcome, minlength=_N_TIERS)
+    counters[_N_TIERS:_PAGES] += np.bincount(outcome, weights=multiplicity, minlength=_N_TIERS).astype(np.int64)
+    counters[_PAGES] += np.unique(positions[rows[outcome == 3]] // rows_per_page).size
+
+
+def _setassoc_state(plan: PlacementPlan, cache, n_keys: int) -> SetAssocState:
+    """The set-associative cache the store builds for ``plan``: slots as wide as the widest row, its
+    pinned rows taking their share of the DRAM budget first."""
+    width = max(spec.row_bytes for spec in plan.tables.values())
+    n_pinned = sum(int(np.count_nonzero(plan.tier(name) == PINNED_DRAM)) for name in plan.tables)
+    return SetAssocState(parse_setassoc(cache), max(plan.budgets.dram_bytes - n_pinned * width, 0) // width, n_keys)
 
 
 @dataclass
@@ -154,7 +183,8 @@ def evaluate(plan: PlacementPlan, trace, *, policy="lru", warmup_batches: int = 
         ``SparseBatch``-like (``keys``, ``table(key)``); tables outside the plan raise ``KeyError``.
     policy : str or policy object
         The DRAM cache policy: a ``cache_policies`` name, or any object with
-        ``new_state(capacity, max_slots)`` returning a slot-protocol state.
+        ``new_state(capacity, max_slots)`` returning a slot-protocol state; or a
+        set-associative cache (``"setassoc..."``, ``SetAssociative``).
     warmup_batches : int
         Leading batches replayed but left out of the counts.
 
@@ -162,13 +192,19 @@ def evaluate(plan: PlacementPlan, trace, *, policy="lru", warmup_batches: int = 
     -------
     Evaluation
     """
-    if isinstance(policy, str):
+    setassoc = is_setassoc(policy)
+    if setassoc:
+        policy = parse_setassoc(policy)
+    elif isinstance(policy, str):
         from cache_policies import make_policy
 
         policy = make_policy(policy)
     names = list(plan.tables)
     starts = np.cumsum([0] + [plan.tables[n].num_rows for n in names])
-    state = policy.new_state(plan.assignment.dram_cache_bytes, int(starts[-1]))
+    if setassoc:
+        state = _setassoc_state(plan, policy, int(starts[-1]))
+    else:
+        state = policy.new_state(plan.assignment.dram_cache_bytes, int(starts[-1]))
     resident = np.zeros(int(starts[-1]), dtype=np.bool_)
     positions = {n: plan.positions(n) for n in names}
     tiers = {n: np.ascontiguousarray(plan.tier(n)) for n in names}
@@ -185,6 +221,10 @@ def evaluate(plan: PlacementPlan, trace, *, policy="lru", warmup_batches: int = 
             k = names.index(key)
             spec = plan.tables[key]
             indices = check_indices(batch.table(key)[0], spec, batches)
+            if setassoc:
+                _replay_table_setassoc(indices, int(starts[k]), tiers[key], positions[key], spec.rows_per_page, state,
+                                       counters[k])
+                continue
             _replay_table(
                 indices, int(starts[k]), spec.row_bytes, tiers[key], positions[key], spec.rows_per_page,
                 page_stamp[key], batches, state, resident, counters[k],

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tierstore import kernels
-from tierstore.kernels import MODE_MAX, MODE_MEAN, MODE_SUM, aligned_empty, gather_rows, pool_rows, unique_inverse
+from tierstore.kernels import (MODE_MAX, MODE_MEAN, MODE_SUM, aligned_empty, gather_rows, pool_rows, unique_inverse,
+                               unique_inverse_counts)
 
 NO_ROWS = np.empty((0, 1), dtype=np.float32)
 
@@ -212,6 +213,10 @@ def test_unique_inverse_matches_first_occurrence_order(values):
     assert uniq.tolist() == list(dict.fromkeys(values))
     assert inverse.dtype == np.int64 and inverse.shape == ids.shape
     np.testing.assert_array_equal(uniq[inverse], ids)
+    counted, counted_inverse, occurrences = unique_inverse_counts(ids)
+    np.testing.assert_array_equal(counted, uniq)
+    np.testing.assert_array_equal(counted_inverse, inverse)
+    assert occurrences.tolist() == [values.count(v) for v in uniq.tolist()]
 
 
 def test_unique_inverse_large_skewed_input():

@@ -9,7 +9,7 @@ import pytest
 
 import tierstore
 from bench.cli import main
-from bench.replay import FOLD_STRIDE, ReplayConfig, TableFolder, replay
+from bench.replay import FOLD_STRIDE, ReplayConfig, TableFolder, UnknownTablesError, replay
 from bench.traces import write_trace
 from bench.traces.generate import TableSpec, TraceSpec, generate
 from tierstore import SparseBatch, TableConfig
@@ -81,7 +81,7 @@ def test_fold_maps_tables_round_robin_and_rows_modulo():
 
 def test_unknown_tables_need_fold(store_path):
     batch = SparseBatch.from_tables({"nope": (np.array([1]), np.array([0, 1]))})
-    with pytest.raises(KeyError, match="fold"):
+    with pytest.raises(UnknownTablesError, match="fold=True"):
         replay([batch] * 3, ReplayConfig(store=store_path, trace="mem", warmup_batches=1))
     result = replay([batch] * 3, ReplayConfig(store=store_path, trace="mem", warmup_batches=1, fold=True))
     assert result["table_mapping"] == {"nope": "a"} and result["pooled_rows"] == 2

@@ -18,13 +18,27 @@ from hypothesis import strategies as st
 from reference import pool, quantization_bound, stored_values
 
 import tierstore
+from cache_policies.setassoc import ADMISSIONS, RULES, SetAssociative
 from tierstore import SparseBatch, TableConfig
+from tierstore.meta import encode_meta
 from tierstore.pages import default_rows_per_page
 
 #: Policies the per-example tests drive: plain list (lru), ghost queue + small/main moves (s3fifo),
 #: evictions made by the policy itself through take_evicted (lirs).  Each policy costs seconds of
 #: compilation on a fresh numba cache, so every registered policy is covered by the slow test below.
 POLICIES = ["lru", "s3fifo", "lirs"]
+#: Set-associative caches (the default kind): every rule, with and without the admission filter, any ways.
+SET_ASSOCIATIVE = st.builds(SetAssociative, st.sampled_from(RULES), st.sampled_from([1, 2, 3, 8, 32]),
+                            st.sampled_from(ADMISSIONS))
+
+
+def tier_state(tier):
+    """Copies of everything a DRAM tier decides with, to check that nothing changed."""
+    if hasattr(tier, "row2slot"):
+        return [tier.row2slot.copy()]
+    if hasattr(tier, "state"):
+        return [tier.state.record.copy()]
+    return [r.copy() for r in tier.resident.values()]
 
 
 def make_store(tmp_path, tables: dict, name="s"):
@@ -67,7 +81,7 @@ def test_lookup_matches_numpy_reference(tmp_path_factory, config, data):
     expected_table = stored_values(values, config.dtype)
     assert np.all(np.abs(expected_table - values) <= quantization_bound(values, config.dtype))
     cache_rows = data.draw(st.integers(0, config.num_rows + 2))
-    policy = data.draw(st.sampled_from(POLICIES))
+    policy = data.draw(st.one_of(st.sampled_from(POLICIES + [None]), SET_ASSOCIATIVE))
     io = data.draw(st.sampled_from(tierstore.IO_MODES))
     with tierstore.open(path, dram_cache_bytes=cache_rows * config.dim * 4, policy=policy, io=io) as store:
         for _ in range(data.draw(st.integers(1, 4))):
@@ -171,28 +185,30 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.parametrize("policy", ["lru", None], ids=["exact", "set-associative"])
 @pytest.mark.parametrize("cached_rows", [10, 100], ids=["partly cached", "fully resident"])
 @pytest.mark.parametrize("bad, error, message", BAD_INPUTS)
-def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message, cached_rows):
+def test_bad_input_raises_and_changes_nothing(tmp_path, bad, error, message, cached_rows, policy):
     rng = np.random.default_rng(3)
     values = rng.standard_normal((100, 4)).astype(np.float32)
     path = make_store(tmp_path, {TableConfig("t", 100, 4): values})
     good = dict(table="t", indices=np.array([3, 7, 3, 99]), offsets=np.array([0, 2]), per_sample_weights=None,
                 mode="sum", include_last_offset=False)
-    with tierstore.open(path, dram_cache_bytes=4 * 4 * cached_rows, policy="lru") as store:
+    with tierstore.open(path, dram_cache_bytes=4 * 4 * cached_rows, policy=policy) as store:
         if cached_rows == 100:
             store.warm("t")
             assert store._tier_of["t"].fully_resident("t")
         store.lookup(**good)
         before = json.dumps(store.stats(), sort_keys=True)
-        cached = store._tier_of["t"].row2slot.copy()
+        cached = tier_state(store._tier_of["t"])
         call = {**good, **bad}
         if "offsets" not in bad and np.asarray(call["indices"]).shape[0] != 4:
             call["offsets"] = np.array([0, 1])
         with pytest.raises(error, match=message):
             store.lookup(**call)
         assert json.dumps(store.stats(), sort_keys=True) == before
-        np.testing.assert_array_equal(store._tier_of["t"].row2slot, cached)
+        for now, then in zip(tier_state(store._tier_of["t"]), cached):
+            np.testing.assert_array_equal(now, then)
         got = store.lookup(**good)
     np.testing.assert_allclose(got, pool(values, good["indices"], [0, 2, 4]), rtol=1e-6)
 
@@ -223,9 +239,9 @@ def test_errors_for_missing_newer_and_foreign_stores(tmp_path):
     env = lmdb.open(str(path), max_dbs=8)
     with env.begin(write=True) as txn:
         db = env.open_db(b"__meta__", txn=txn)
-        meta = json.loads(txn.get(b"store", db=db))
+        meta = json.loads(bytes(txn.get(b"store", db=db))[12:])
         meta["format_version"] = 99
-        txn.put(b"store", json.dumps(meta).encode(), db=db)
+        txn.put(b"store", encode_meta(meta), db=db)
         txn.put(b"epoch", np.uint64(77).tobytes(), db=db)
     env.close()
     with pytest.raises(tierstore.IncompatibleStoreError, match="newer"):
@@ -355,17 +371,18 @@ UNCHECKED_BUILD = textwrap.dedent("""
         store.load(config.name, rng.standard_normal((config.num_rows, config.dim)).astype(np.float32),
                    progress=False)
     store.close()
-    with tierstore.open(sys.argv[1], dram_cache_bytes=4000, policy="lru") as store:
-        expected = {c.name: store.get_rows(c.name, np.arange(c.num_rows)) for c in configs}
-        tables = {}
-        for c in configs:
-            ids = rng.integers(0, c.num_rows, 40)
-            tables[c.name] = (ids, np.arange(0, 41, 5))
-        pooled = store.table_views([c.name for c in configs],
-                                   store.lookup_batch(SparseBatch.from_tables(tables), mode="mean"))
-        for name, (ids, offsets) in tables.items():
-            want = np.add.reduceat(expected[name][ids], offsets[:-1]) / 5
-            np.testing.assert_allclose(pooled[name], want, rtol=1e-5, atol=1e-6)
+    for policy in ("lru", "setassoc-lfu:admission=tinylfu"):
+        with tierstore.open(sys.argv[1], dram_cache_bytes=4000, policy=policy) as store:
+            expected = {c.name: store.get_rows(c.name, np.arange(c.num_rows)) for c in configs}
+            tables = {}
+            for c in configs:
+                ids = rng.integers(0, c.num_rows, 40)
+                tables[c.name] = (ids, np.arange(0, 41, 5))
+            pooled = store.table_views([c.name for c in configs],
+                                       store.lookup_batch(SparseBatch.from_tables(tables), mode="mean"))
+            for name, (ids, offsets) in tables.items():
+                want = np.add.reduceat(expected[name][ids], offsets[:-1]) / 5
+                np.testing.assert_allclose(pooled[name], want, rtol=1e-5, atol=1e-6)
     print("ok")
 """)
 
@@ -400,7 +417,7 @@ def check_tier_matches_simulation(tmp_path, names):
                 offsets = np.arange(0, 200, 10)
                 _, first = np.unique(indices, return_index=True)
                 distinct = indices[np.sort(first)]
-                cached = store._tier_of["t"].row2slot[distinct] >= 0
+                cached = store._tier_of["t"].cached("t", distinct)
                 distinct_per_batch += [distinct[cached], distinct[~cached]]
                 np.testing.assert_allclose(store.lookup("t", indices, offsets), pool(values, indices, np.append(offsets, 200)),
                                            rtol=1e-5, atol=1e-5)

@@ -44,13 +44,12 @@ def test_gen_meta_preset_and_spec_file(tmp_path, capsys):
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["trace", "stats", str(tmp_path / "missing.tstrace")])
-    assert "missing.tstrace" in capsys.readouterr().err
+    assert main(["trace", "stats", str(tmp_path / "missing.tstrace")]) == 1
+    err = capsys.readouterr().err
+    assert "missing.tstrace" in err and err.count("\n") == 1
     bad = tmp_path / "bad.tstrace"
     bad.write_bytes(b"TSTRACE\x00garbage")
-    with pytest.raises(SystemExit):
-        main(["trace", "stats", str(bad)])
+    assert main(["trace", "stats", str(bad)]) == 1
     assert "byte offset" in capsys.readouterr().err
 
 

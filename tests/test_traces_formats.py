@@ -218,7 +218,7 @@ def test_dlrm_truncated_gzip_is_a_trace_error(tmp_path):
 
 
 def test_format_detection_and_bad_names(tmp_path):
-    assert detect_format("a.pt.gz") == "dlrm" and detect_format("x.oracleGeneral.bin") == "oracle"
+    assert detect_format("a.pt.gz") == "dlrm_datasets" and detect_format("x.oracleGeneral.bin") == "oracleGeneral"
     assert detect_format("x.csv") == "csv"
     with pytest.raises(ValueError, match="cannot tell"):
         detect_format(tmp_path / "trace.unknown")

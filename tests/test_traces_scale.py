@@ -12,26 +12,9 @@ import subprocess
 import sys
 
 import pytest
+from processes import cli_peak_rss as run_cli
 
 pytestmark = pytest.mark.slow
-
-RUN_AND_REPORT_RSS = (
-    "import json, resource, sys\n"
-    "from bench.cli import main\n"
-    "code = main(sys.argv[2:])\n"
-    "json.dump({'code': code, 'maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},"
-    " open(sys.argv[1], 'w'))\n"
-)
-
-
-def run_cli(tmp_path, *argv) -> int:
-    """Run ``python -m bench.cli argv`` in a fresh process; return its peak RSS in bytes."""
-    report = tmp_path / "rss.json"
-    subprocess.run([sys.executable, "-c", RUN_AND_REPORT_RSS, str(report), *argv, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
-    result = json.loads(report.read_text())
-    assert result["code"] == 0
-    return result["maxrss"]
 
 
 def test_100m_requests_stream_with_bounded_memory(tmp_path):

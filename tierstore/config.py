@@ -13,6 +13,15 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 INT8_ROW_OVERHEAD = 8
 
 
+def record_bytes(dtype: str, dim: int) -> int:
+    """Bytes of one stored row of ``dim`` values: float32 / float16 values, or int8 codes (int4: two
+    codes a byte) followed by a float32 scale and bias.  int4 is a record format of
+    :mod:`tierstore.pool_records`, not yet a table dtype."""
+    if dtype == "int4":
+        return (dim + 1) // 2 + INT8_ROW_OVERHEAD
+    return dim * DTYPE_BYTES[dtype] + (INT8_ROW_OVERHEAD if dtype == "int8" else 0)
+
+
 @dataclass(frozen=True)
 class TableConfig(JsonConfig):
     """One embedding table, as torchrec's ``EmbeddingBagConfig`` would name it.
@@ -26,8 +35,9 @@ class TableConfig(JsonConfig):
     dim : int
         Embedding dimension.
     dtype : {"float32", "float16", "int8"}
-        Storage dtype on SSD.  Lookups always return float32; int8 is row-wise
-        quantized (float32 scale and bias per row).
+        Storage dtype on SSD and in the DRAM caches.  Lookups always return float32
+        (rows are dequantized as they are pooled); int8 is row-wise quantized
+        (float32 scale and bias per row).
     rows_per_page : int or None
         Rows packed into one LMDB value.  ``None`` picks the most rows whose page
         stays under LMDB's overflow threshold (about 4080 bytes).
@@ -61,10 +71,12 @@ class TableConfig(JsonConfig):
     @property
     def row_bytes(self) -> int:
         """Bytes of one stored row (payload, before compression)."""
-        extra = INT8_ROW_OVERHEAD if self.dtype == "int8" else 0
-        return self.dim * DTYPE_BYTES[self.dtype] + extra
+        return record_bytes(self.dtype, self.dim)
 
     @property
     def cached_row_bytes(self) -> int:
-        """Bytes of one row held in a DRAM cache (always float32)."""
-        return self.dim * 4
+        """Bytes of one row held in a DRAM cache: its stored record, padded to 8 bytes
+        (:func:`tierstore.pool_records.record_stride`; a 64-dim int8 row takes 72)."""
+        from tierstore.pool_records import record_stride
+
+        return record_stride(self.dtype, self.dim)

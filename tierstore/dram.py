@@ -1,8 +1,10 @@
-"""DRAM tier: a byte-budgeted cache of float32 rows over one or more tables.
+"""Exact DRAM tier: a byte-budgeted, fully associative cache over one or more tables, run by a
+``cache_policies`` policy (fidelity to libCacheSim; the set-associative tier is the default).
 
 The tier owns capacity; a ``cache_policies`` state machine owns ordering.  Rows sit
-in one slab per table (``[slots, dim]`` float32, cache-line aligned, allocated lazily
-by the OS, so untouched slots cost no memory).  Keys are global row ids (the table's key base
+in one slab per table as records at their stored width (uint8 ``[slots,
+cached_row_bytes]``, page aligned, allocated lazily by the OS, so untouched slots
+cost no memory).  Keys are global row ids (the table's key base
 plus its row); a dense ``row -> slot`` int32 array is the index: one 4-byte read per
 probe, 4 bytes of DRAM per table row (see ARCHITECTURE.md for the choice).
 
@@ -159,12 +161,16 @@ class DramTier:
     tables : list of TableConfig
         Tables sharing this budget.
     budget_bytes : int
-        Bytes of cached rows (float32, ``dim * 4`` per row).
+        Bytes of cached rows (records at their stored width, ``TableConfig.cached_row_bytes`` each).
     policy : str or cache_policies.Policy
         Eviction/admission policy.
+    pinned : dict of str to int, optional
+        Rows of each table pinned by a placement plan: slab rows reserved after the
+        table's cache slots (:meth:`pinned_slots`), outside ``budget_bytes``; the
+        policy never sees them.
     """
 
-    def __init__(self, tables, budget_bytes: int, policy="lru"):
+    def __init__(self, tables, budget_bytes: int, policy="lru", pinned: dict | None = None):
         if budget_bytes <= 0:
             raise ValueError(f"DRAM budget must be positive, got {budget_bytes}")
         self.policy = as_policy(policy)
@@ -179,7 +185,11 @@ class DramTier:
         self.key_base = np.concatenate([[0], np.cumsum(num_rows)]).astype(np.int64)
         self.slot_base = np.concatenate([[0], np.cumsum(slots)]).astype(np.int64)
         total_slots = int(self.slot_base[-1])
-        self.slabs = [aligned_empty((int(s), t.dim)) for s, t in zip(slots, tables)]
+        pinned = pinned or {}
+        self.pinned_base = {t.name: int(s) for s, t in zip(slots, tables)}
+        self.pinned_bytes = int(sum(pinned.get(t.name, 0) * t.cached_row_bytes for t in tables))
+        self.slabs = [aligned_empty((int(s) + pinned.get(t.name, 0), t.cached_row_bytes), np.uint8)
+                      for s, t in zip(slots, tables)]
         self.row2slot = np.full(int(self.key_base[-1]), -1, dtype=np.int32)
         self.slot_key = np.full(max(total_slots, 1), -1, dtype=np.int64)
         self.slot_table = np.repeat(np.arange(len(tables), dtype=np.int64), slots)
@@ -193,7 +203,7 @@ class DramTier:
                 self.resident)
 
     def slab(self, table: str) -> np.ndarray:
-        """The slab holding ``table``'s cached rows (row ``slot`` of it is slot ``slot``)."""
+        """The slab holding ``table``'s cached records (uint8; row ``slot`` of it is slot ``slot``)."""
         return self.slabs[self.position[table]]
 
     def fully_resident(self, table: str) -> bool:
@@ -206,13 +216,33 @@ class DramTier:
         t = self.position[table]
         return _probe(self.state, rows + self.key_base[t], t, *self._index_args())
 
+    def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Whether each of ``rows`` is cached now (the policy is not told)."""
+        return self.row2slot[rows + self.key_base[self.position[table]]] >= 0
+
+    def pinned_slots(self, table: str, rows: np.ndarray) -> np.ndarray:
+        """Slab rows of ``table``'s pinned ``rows`` (the plan's pinned rows, in increasing order)."""
+        return self.pinned_base[table] + np.arange(len(rows), dtype=np.int64)
+
+    def place(self, table: str, rows: np.ndarray, allowed: np.ndarray | None = None,
+              occurrences: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Probe ``rows`` (distinct): ``(hit_slots, slots)`` as the other tiers return them, but this
+        tier admits its misses only after pooling (:meth:`after_pool`, which the caller hands only
+        the ``allowed`` ones), so both are the hit slots."""
+        slots = self.probe(table, rows)
+        return slots, slots
+
+    def after_pool(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
+        """Offer the batch's missed ``rows`` once it is pooled (an eviction cannot touch its rows)."""
+        return self.admit(table, rows, values)
+
     def admit(self, table: str, rows: np.ndarray, values: np.ndarray) -> int:
-        """Offer missed ``rows`` (distinct) with their float32 ``values``; returns how many were cached."""
+        """Offer missed ``rows`` (distinct) with their records ``values``; returns how many were cached."""
         t = self.position[table]
         keys = rows + self.key_base[t]
         dest = np.empty(keys.size, dtype=np.int64)
         admitted = _admit(self.state, keys, int(self.row_bytes[t]), t, self.mirror, self.key_base, dest,
-                               *self._index_args())
+                          *self._index_args())
         _copy_admitted(self.slabs[t], self.slot_base[t], values, keys, dest, self.slot_key)
         return int(admitted)
 
@@ -227,5 +257,5 @@ class DramTier:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of rows cached now."""
-        return int(self.state.used)
+        """Bytes of rows in DRAM now (cached and pinned)."""
+        return int(self.state.used) + self.pinned_bytes

@@ -24,6 +24,11 @@ kernels do what keeps many reads in flight and little else in the way:
   LLVM turns into a few vector stores instead of one store per element;
 - a kernel without the slab/extra branch serves lookups whose rows all come from
   the slab (the all-in-DRAM path);
+- rows are float32 or records kept at their stored width (``FORMAT_*``, used by
+  :mod:`tierstore.pool_records`), decoded inside the add: float16 with
+  ``vcvtph2ps``, int8/int4 codes times the row's scale, with the rows' biases
+  folded into one addition per element per bag (int4 codes are read a byte, two
+  codes, at a time: 2.7-2.8x the rows/s of one nibble per element, measured);
 - slabs should start on a cache-line boundary (:func:`aligned_empty`): a
   misaligned 256-byte row spans five lines instead of four.
 """
@@ -37,6 +42,10 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from cache_policies._memory import aligned_empty  # noqa: F401  (tierstore's slabs are allocated with it)
+from cache_policies._memory import item_pointer as _item_pointer
+from cache_policies._memory import prefetch_cell_l2 as _prefetch
+from cache_policies._memory import prefetch_item as _prefetch_item
 from tierstore.validate import id_range
 
 MODE_SUM, MODE_MEAN, MODE_MAX = 0, 1, 2
@@ -51,42 +60,37 @@ ROW_PREFETCH_DISTANCE = 32
 SPECIALIZED_DIMS = (16, 32, 64, 128)
 """Row widths compiled with the width as a constant; others use a runtime width."""
 
-CACHE_LINE_FLOATS = 16
+FORMAT_FLOAT32, FORMAT_FLOAT16, FORMAT_INT8, FORMAT_INT4 = 0, 1, 2, 3
+"""Row formats the pooling kernels read (the store's dtype codes): float32 rows (a float32 array);
+float16 records (a uint16 view); int8 and int4 records (uint8: ``dim`` codes, or ``ceil(dim / 2)``
+bytes of two 4-bit codes, low nibble first, then float32 scale and bias; value = code * scale + bias)."""
 
 _unsigned = np.uint64
 
 
-def _emit_prefetch(builder, pointer, locality: int):
-    """Emit ``llvm.prefetch`` of ``pointer`` for reading into the data cache; ``locality`` 3 fetches
-    into every level (``prefetcht0``), 2 into L2 and beyond (``prefetcht1``)."""
-    byte_pointer = ir.IntType(8).as_pointer()
-    i32 = ir.IntType(32)
-    function = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0"
-    )
-    read, data_cache = ir.Constant(i32, 0), ir.Constant(i32, 1)
-    builder.call(function, [builder.bitcast(pointer, byte_pointer), read, ir.Constant(i32, locality), data_cache])
+@intrinsic
+def _load_float32(typingctx, array, row, col):
+    """The float32 whose four bytes start at ``array[row, col]`` (any alignment; no bounds check)."""
+    signature = types.float32(array, row, col)
+
+    def codegen(context, builder, sig, args):
+        pointer = builder.bitcast(_item_pointer(context, builder, sig, args), ir.FloatType().as_pointer())
+        return builder.load(pointer, align=1)
+
+    return signature, codegen
 
 
 @intrinsic
-def _prefetch(typingctx, array, row, col):
-    """Prefetch (for reading, into L2) the cache line holding ``array[row, col]``."""
-    signature = types.void(array, row, col)
+def _half_to_float(typingctx, bits):
+    """The float32 value of the IEEE half-precision number with bit pattern ``bits`` (uint16);
+    one ``vcvtph2ps`` lane on x86 with F16C."""
+    if bits != types.uint16:
+        return None
 
     def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        array_struct = context.make_array(array_type)(context, builder, args[0])
-        index = [context.cast(builder, value, typ, types.intp) for value, typ in zip(args[1:], sig.args[1:])]
-        pointer = cgutils.get_item_pointer2(
-            context, builder, array_struct.data,
-            cgutils.unpack_tuple(builder, array_struct.shape),
-            cgutils.unpack_tuple(builder, array_struct.strides),
-            array_type.layout, index, wraparound=False, boundscheck=False,
-        )
-        _emit_prefetch(builder, pointer, 2)
-        return context.get_dummy_value()
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
-    return signature, codegen
+    return types.float32(bits), codegen
 
 
 @intrinsic
@@ -123,16 +127,11 @@ def _store_row(typingctx, out, row, values):
     signature = types.void(out, row, values)
 
     def codegen(context, builder, sig, args):
-        out_type, _, values_type = sig.args
-        out_struct = context.make_array(out_type)(context, builder, args[0])
+        values_type = sig.args[2]
         values_struct = context.make_array(values_type)(context, builder, args[2])
-        index = [context.cast(builder, args[1], sig.args[1], types.intp), context.get_constant(types.intp, 0)]
-        destination = cgutils.get_item_pointer2(
-            context, builder, out_struct.data,
-            cgutils.unpack_tuple(builder, out_struct.shape),
-            cgutils.unpack_tuple(builder, out_struct.strides),
-            out_type.layout, index, wraparound=False, boundscheck=False,
-        )
+        zero = context.get_constant(types.intp, 0)
+        destination = _item_pointer(context, builder, types.void(sig.args[0], sig.args[1], types.intp),
+                                    [args[0], args[1], zero])
         count = cgutils.unpack_tuple(builder, values_struct.shape)[0]
         itemsize = context.get_abi_sizeof(context.get_data_type(values_type.dtype))
         cgutils.raw_memcpy(builder, destination, values_struct.data, count, itemsize)
@@ -141,49 +140,6 @@ def _store_row(typingctx, out, row, values):
     return signature, codegen
 
 
-def aligned_empty(shape, dtype=np.float32, alignment: int = 4096) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
-
-    Parameters
-    ----------
-    shape : int or tuple of int
-    dtype : numpy dtype
-    alignment : int
-        Power of two, in bytes (a page by default, so rows of 2^k bytes never straddle pages).
-
-    Returns
-    -------
-    ndarray
-        A view into a slightly larger buffer (which it keeps alive).
-    """
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise ValueError(f"alignment must be a positive power of two, got {alignment}")
-    shape = (shape,) if np.isscalar(shape) else tuple(shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    buffer = np.empty(nbytes + alignment, dtype=np.uint8)
-    start = (-buffer.ctypes.data) % alignment
-    return buffer[start : start + nbytes].view(dtype).reshape(shape)
-
-
-@intrinsic
-def _prefetch_item(typingctx, array, index):
-    """Prefetch (into every cache level) the cache line holding ``array[index]`` of a 1-D array."""
-    signature = types.void(array, index)
-
-    def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        array_struct = context.make_array(array_type)(context, builder, args[0])
-        position = context.cast(builder, args[1], sig.args[1], types.intp)
-        pointer = cgutils.get_item_pointer2(
-            context, builder, array_struct.data,
-            cgutils.unpack_tuple(builder, array_struct.shape),
-            cgutils.unpack_tuple(builder, array_struct.strides),
-            array_type.layout, [position], wraparound=False, boundscheck=False,
-        )
-        _emit_prefetch(builder, pointer, 3)
-        return context.get_dummy_value()
-
-    return signature, codegen
 
 
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)
@@ -195,7 +151,7 @@ in a closure variable, so that bounds-checked builds (the test suite's) and unch
 are cached apart."""
 
 
-def _build_unique_inverse(bounds_checked: bool):
+def _build_unique_inverse(bounds_checked: bool, counting: bool = False):
     @numba.njit(nogil=True, cache=True)
     def unique_inverse(ids):
         """Distinct ids in order of first occurrence, and where each id sits among them.
@@ -210,6 +166,8 @@ def _build_unique_inverse(bounds_checked: bool):
             Distinct values of ``ids`` in order of first occurrence.
         inverse : int64[n]
             ``ids[i] == uniq[inverse[i]]``.
+        occurrences : int64[u]
+            Only from :func:`unique_inverse_counts`: how often each distinct id occurs.
 
         Notes
         -----
@@ -230,6 +188,7 @@ def _build_unique_inverse(bounds_checked: bool):
         positions = np.full(1 << bits, -1, dtype=np.int32)
         uniq = np.empty(n, dtype=np.int64)
         inverse = np.empty(n, dtype=np.int64)
+        occurrences = np.zeros(n if counting else 0, dtype=np.int64)
         count = 0
         for i in range(n):
             ahead = i + PREFETCH_DISTANCE
@@ -244,18 +203,26 @@ def _build_unique_inverse(bounds_checked: bool):
                     positions[slot] = count
                     uniq[count] = key
                     inverse[i] = count
+                    if counting:
+                        occurrences[count] = 1
                     count += 1
                     break
                 if keys[slot] == key:
                     inverse[i] = position
+                    if counting:
+                        occurrences[position] += 1
                     break
                 slot = (slot + _unsigned(1)) & mask
+        if counting:
+            return uniq[:count].copy(), inverse, occurrences[:count].copy()
         return uniq[:count].copy(), inverse
 
     return unique_inverse
 
 
 unique_inverse = _build_unique_inverse(_BOUNDS_CHECKED)
+unique_inverse_counts = _build_unique_inverse(_BOUNDS_CHECKED, counting=True)
+""":func:`unique_inverse` that also returns how often each distinct id occurs."""
 
 
 @numba.njit(nogil=True, cache=True)
@@ -269,38 +236,90 @@ def _chunk_of_bags(offsets, chunk, n_chunks):
 
 
 @numba.njit(nogil=True, inline="always")
-def _add_row(acc, rows, r, first, weight, width, mode, weighted):
-    """Fold row ``rows[r]`` into the bag's accumulator ``acc`` (the bag's first row when ``first``)."""
-    if mode == MODE_MAX:
-        if first:
-            for d in range(width):
-                acc[d] = rows[r, d]
-        else:
-            for d in range(width):
-                acc[d] = max(acc[d], rows[r, d])
-    elif weighted:
-        for d in range(width):
-            acc[d] += weight * rows[r, d]
-    else:
-        for d in range(width):
-            acc[d] += rows[r, d]
+def _row_value(rows, r, d, fmt):
+    """Element ``d`` of row ``r`` as float32: the value itself for float rows, the code for quantized ones."""
+    if fmt == FORMAT_FLOAT16:
+        return _half_to_float(rows[r, d])
+    if fmt == FORMAT_INT4:
+        return np.float32((rows[r, d >> 1] >> ((d & 1) << 2)) & 15)
+    return np.float32(rows[r, d])
 
 
 @numba.njit(nogil=True, inline="always")
-def _prefetch_row(slab, extra, p, width, with_extra):
-    """Prefetch every cache line of the row named by ``p`` (a ``loc`` value)."""
-    if with_extra and p < 0:
-        row = _unsigned(-1 - p)
-        for k in range(0, width, CACHE_LINE_FLOATS):
-            _prefetch(extra, row, k)
+def _row_items(width, fmt):
+    """Array elements one row of ``width`` values occupies (codes, scale and bias for quantized rows),
+    and array elements per 64-byte cache line, for row format ``fmt``."""
+    if fmt == FORMAT_FLOAT32:
+        return width, 16
+    if fmt == FORMAT_FLOAT16:
+        return width, 32
+    if fmt == FORMAT_INT8:
+        return width + 8, 64
+    return ((width + 1) >> 1) + 8, 64
+
+
+@numba.njit(nogil=True, inline="always")
+def _add_row(acc, rows, r, first, weight, width, mode, weighted, fmt):
+    """Fold row ``rows[r]`` (format ``fmt``) into the bag's accumulator ``acc`` (the bag's first row when ``first``).
+
+    Returns what the caller owes every element of the bag at its end: sums of quantized
+    rows add ``weight * scale * q`` per element here and return ``weight * bias`` (one
+    addition per bag instead of one per element); everything else returns 0.
+    """
+    quantized = fmt == FORMAT_INT8 or fmt == FORMAT_INT4
+    scale, bias = np.float32(1.0), np.float32(0.0)
+    if quantized:
+        codes = _row_items(width, fmt)[0] - 8
+        scale, bias = _load_float32(rows, r, codes), _load_float32(rows, r, codes + 4)
+    if mode == MODE_MAX:
+        if first:
+            for d in range(width):
+                acc[d] = _row_value(rows, r, d, fmt) * scale + bias if quantized else _row_value(rows, r, d, fmt)
+        else:
+            for d in range(width):
+                value = _row_value(rows, r, d, fmt) * scale + bias if quantized else _row_value(rows, r, d, fmt)
+                acc[d] = max(acc[d], value)
+        return np.float32(0.0)
+    if weighted:
+        scale, bias = weight * scale, weight * bias
+    if fmt == FORMAT_INT4:
+        for j in range(width >> 1):
+            pair = rows[r, j]
+            acc[2 * j] += scale * np.float32(pair & 15)
+            acc[2 * j + 1] += scale * np.float32(pair >> 4)
+        if width & 1:
+            acc[width - 1] += scale * _row_value(rows, r, width - 1, fmt)
+    elif weighted or quantized:
+        for d in range(width):
+            acc[d] += scale * _row_value(rows, r, d, fmt)
     else:
-        row = _unsigned(p)
-        for k in range(0, width, CACHE_LINE_FLOATS):
-            _prefetch(slab, row, k)
+        for d in range(width):
+            acc[d] += _row_value(rows, r, d, fmt)
+    return bias
 
 
-def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, checked: bool):
+@numba.njit(nogil=True, inline="always")
+def _prefetch_lines(rows, row, items, line):
+    """Prefetch the cache lines of ``rows[row, :items]`` (``line`` elements a line; rows need not be line-aligned)."""
+    for k in range(0, items, line):
+        _prefetch(rows, row, k)
+    if items % line:
+        _prefetch(rows, row, items - 1)
+
+
+@numba.njit(nogil=True, inline="always")
+def _prefetch_row(slab, extra, p, width, with_extra, fmt):
+    """Prefetch every cache line of the row named by ``p`` (a ``loc`` value)."""
+    items, line = _row_items(width, fmt)
+    if with_extra and p < 0:
+        _prefetch_lines(extra, _unsigned(-1 - p), items, line)
+    else:
+        _prefetch_lines(slab, _unsigned(p), items, line)
+
+
+def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, checked: bool, fmt: int):
     """Pooling kernel with its options as compile-time constants; ``dim == 0`` reads the width from ``out``.
+    Rows are of format ``fmt`` (``FORMAT_*``).
 
     A ``checked`` kernel (never ``with_extra``) reads each ``loc`` value as a row id
     that may be out of range: it pools ``min(id, rows - 1)`` (no branch) and sets
@@ -308,6 +327,7 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, ch
     """
     distance = _unsigned(ROW_PREFETCH_DISTANCE)
     bounds_checked = _BOUNDS_CHECKED
+    folds_bias = (fmt == FORMAT_INT8 or fmt == FORMAT_INT4) and mode != MODE_MAX
 
     @numba.njit(nogil=True, cache=True, parallel=True)
     def pool(slab, extra, loc, offsets, weights, out, n_chunks, bad):
@@ -324,20 +344,26 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, ch
                 start, stop = _unsigned(offsets[b]), _unsigned(offsets[b + 1])
                 for d in range(width):
                     acc[d] = 0.0
+                shift = np.float32(0.0)
                 for i in range(start, stop):
                     ahead = i + distance
                     if ahead < end:
-                        _prefetch_row(slab, extra, loc[ahead], width, with_extra)
+                        _prefetch_row(slab, extra, loc[ahead], width, with_extra, fmt)
                     r = loc[i]
                     weight = weights[i] if weighted else np.float32(1.0)
                     if checked:
                         row = _unsigned(r)
                         out_of_range |= row > last_row
-                        _add_row(acc, slab, min(row, last_row), i == start, weight, width, mode, weighted)
+                        shift += _add_row(acc, slab, min(row, last_row), i == start, weight, width, mode, weighted,
+                                          fmt)
                     elif with_extra and r < 0:
-                        _add_row(acc, extra, _unsigned(-1 - r), i == start, weight, width, mode, weighted)
+                        shift += _add_row(acc, extra, _unsigned(-1 - r), i == start, weight, width, mode, weighted,
+                                          fmt)
                     else:
-                        _add_row(acc, slab, _unsigned(r), i == start, weight, width, mode, weighted)
+                        shift += _add_row(acc, slab, _unsigned(r), i == start, weight, width, mode, weighted, fmt)
+                if folds_bias:
+                    for d in range(width):
+                        acc[d] += shift
                 if mode == MODE_MEAN and stop > start:
                     count = np.float32(stop - start)
                     for d in range(width):
@@ -349,15 +375,16 @@ def _build_pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, ch
     return pool
 
 
-_POOL_KERNELS: dict[tuple[int, int, bool, bool, bool], object] = {}
+_POOL_KERNELS: dict[tuple[int, int, bool, bool, bool, int], object] = {}
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 _NO_FLAGS = np.zeros(0, dtype=np.bool_)
 NO_ROWS = np.zeros((0, 1), dtype=np.float32)
 """An ``extra`` with no rows, for callers whose rows all come from the slab."""
 
 
-def _pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, checked: bool = False):
-    key = (dim if dim in SPECIALIZED_DIMS else 0, mode, weighted, with_extra, checked)
+def _pool_kernel(dim: int, mode: int, weighted: bool, with_extra: bool, checked: bool = False,
+                 fmt: int = FORMAT_FLOAT32):
+    key = (dim if dim in SPECIALIZED_DIMS else 0, mode, weighted, with_extra, checked, fmt)
     kernel = _POOL_KERNELS.get(key)
     if kernel is None:
         kernel = _POOL_KERNELS[key] = _build_pool_kernel(*key)
@@ -423,45 +450,54 @@ def pool_rows(slab, extra, loc, offsets, weights, mode, out) -> None:
         On wrong dtypes or shapes, ``loc`` values naming no row, or a mode/weights
         combination torch rejects; before any work.
     """
+    _check_pooling(loc, offsets, weights, mode, out)
+    _check_rows("slab", slab, out.shape[1])
+    _check_rows("extra", extra, out.shape[1])
+    _check_loc(loc, slab.shape[0], extra.shape[0])
+    pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out)
+
+
+def _check_pooling(loc, offsets, weights, mode, out) -> None:
+    """Raise ValueError unless ``loc``, ``offsets``, ``weights``, ``mode``, ``out`` are as :func:`pool_rows` needs."""
     _check_ids("loc", loc)
     _check_ids("offsets", offsets)
     if offsets.size == 0:
         raise ValueError("offsets must have B + 1 entries, got an empty array")
     _check_out(out, offsets.size - 1, "bags (offsets has B + 1 entries)")
-    dim = out.shape[1]
-    _check_rows("slab", slab, dim)
-    _check_rows("extra", extra, dim)
     if offsets[0] != 0 or offsets[-1] != loc.size:
         raise ValueError(f"offsets must run from 0 to len(loc)={loc.size}, got {offsets[0]} .. {offsets[-1]}")
     if mode not in MODE_NAMES:
         raise ValueError(f"mode must be one of {sorted(MODE_NAMES)} (sum, mean, max), got {mode!r}")
-    weighted = weights is not None
-    if weighted:
+    if weights is not None:
         if mode != MODE_SUM:
             raise ValueError(f"per-sample weights need mode sum, got mode {MODE_NAMES[mode]}")
         if not isinstance(weights, np.ndarray) or weights.dtype != np.float32 or weights.shape != loc.shape:
             raise ValueError(f"weights must be float32 of shape {loc.shape}, got {_describe(weights)}")
+
+
+def _check_loc(loc, slab_rows: int, extra_rows: int) -> None:
+    """Raise ValueError unless every ``loc`` value names a slab row (``>= 0``) or an extra row (``< 0``)."""
     lo, hi = id_range(loc) if loc.size else (0, -1)
-    if lo < -extra.shape[0] or hi >= slab.shape[0]:
-        raise ValueError(f"loc values must name a row: in [-{extra.shape[0]}, {slab.shape[0]}) for "
-                         f"{extra.shape[0]} extra and {slab.shape[0]} slab rows, got {lo} .. {hi}")
-    pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out)
+    if lo < -extra_rows or hi >= slab_rows:
+        raise ValueError(f"loc values must name a row: in [-{extra_rows}, {slab_rows}) for "
+                         f"{extra_rows} extra and {slab_rows} slab rows, got {lo} .. {hi}")
 
 
-def pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out) -> None:
-    """:func:`pool_rows` without its argument checks, for callers that have made them (the store).
+def pool_rows_unchecked(slab, extra, loc, offsets, weights, mode, out, fmt: int = FORMAT_FLOAT32) -> None:
+    """:func:`pool_rows` without its argument checks, for callers that have made them (the store);
+    ``slab`` and ``extra`` hold rows of format ``fmt`` (see ``FORMAT_FLOAT32``).
 
     Wrong arguments here read or write out of bounds; use :func:`pool_rows` elsewhere.
     """
     if out.shape[0] == 0 or out.shape[1] == 0:
         return
     weighted = weights is not None
-    kernel = _pool_kernel(out.shape[1], mode, weighted, extra.shape[0] > 0)
+    kernel = _pool_kernel(out.shape[1], mode, weighted, extra.shape[0] > 0, False, fmt)
     n_chunks = min(numba.get_num_threads(), out.shape[0])
     kernel(slab, extra, loc, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks, _NO_FLAGS)
 
 
-def pool_ids(table, ids, offsets, weights, mode, out) -> bool:
+def pool_ids(table, ids, offsets, weights, mode, out, fmt: int = FORMAT_FLOAT32) -> bool:
     """Pool bags of row ids straight from a whole table (row ``i`` is ``table[i]``), checking the ids as they are read.
 
     For callers that have checked everything but the ids' range (the store, whose
@@ -470,10 +506,13 @@ def pool_ids(table, ids, offsets, weights, mode, out) -> bool:
     Parameters
     ----------
     table : float32[R, D]
+        Or rows of format ``fmt`` (see ``FORMAT_FLOAT32``).
     ids : int64[n]
         Row ids; any value is safe to pass.
     offsets, weights, mode, out
         As :func:`pool_rows`.
+    fmt : int
+        Row format of ``table``.
 
     Returns
     -------
@@ -487,14 +526,14 @@ def pool_ids(table, ids, offsets, weights, mode, out) -> bool:
         lo, hi = id_range(ids) if ids.size else (0, -1)
         return bool(lo >= 0 and hi < table.shape[0])
     weighted = weights is not None
-    kernel = _pool_kernel(out.shape[1], mode, weighted, False, True)
+    kernel = _pool_kernel(out.shape[1], mode, weighted, False, True, fmt)
     n_chunks = min(numba.get_num_threads(), out.shape[0])
     bad = np.zeros(n_chunks, dtype=np.bool_)
-    kernel(table, NO_ROWS, ids, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks, bad)
+    kernel(table, table[:0], ids, offsets, weights if weighted else _NO_WEIGHTS, out, n_chunks, bad)
     return not bad.any()
 
 
-def _build_gather(bounds_checked: bool):
+def _build_gather(bounds_checked: bool, fmt: int):
     @numba.njit(nogil=True, cache=True, parallel=True)
     def gather(slab, extra, loc, out, n_chunks):
         if bounds_checked:  # no effect on the code: makes the flag part of the cache key
@@ -502,27 +541,34 @@ def _build_gather(bounds_checked: bool):
         n = loc.size
         width = out.shape[1]
         distance = _unsigned(ROW_PREFETCH_DISTANCE)
+        one = np.float32(1.0)
         for chunk in numba.prange(n_chunks):
             lo = _unsigned(n * chunk // n_chunks)
             hi = _unsigned(n * (chunk + 1) // n_chunks)
+            row_values = np.empty(width, dtype=np.float32)
             for i in range(lo, hi):
                 ahead = i + distance
                 if ahead < hi:
-                    _prefetch_row(slab, extra, loc[ahead], width, True)
+                    _prefetch_row(slab, extra, loc[ahead], width, True, fmt)
                 r = loc[i]
                 if r >= 0:
-                    row = _unsigned(r)
-                    for d in range(width):
-                        out[i, d] = slab[row, d]
+                    _add_row(row_values, slab, _unsigned(r), True, one, width, MODE_MAX, False, fmt)
                 else:
-                    row = _unsigned(-1 - r)
-                    for d in range(width):
-                        out[i, d] = extra[row, d]
+                    _add_row(row_values, extra, _unsigned(-1 - r), True, one, width, MODE_MAX, False, fmt)
+                _store_row(out, i, row_values)
 
     return gather
 
 
-_gather = _build_gather(_BOUNDS_CHECKED)
+_GATHER_KERNELS: dict[int, object] = {}
+
+
+def _gather_kernel(fmt: int):
+    """The gather kernel for rows of format ``fmt`` (the row's values, dequantized, go to ``out``)."""
+    kernel = _GATHER_KERNELS.get(fmt)
+    if kernel is None:
+        kernel = _GATHER_KERNELS[fmt] = _build_gather(_BOUNDS_CHECKED, fmt)
+    return kernel
 
 
 def gather_rows(slab, extra, loc, out) -> None:
@@ -540,4 +586,5 @@ def gather_rows(slab, extra, loc, out) -> None:
     _check_rows("slab", slab, dim)
     _check_rows("extra", extra, dim)
     if loc.size and dim:
-        _gather(slab, extra, loc, out, min(numba.get_num_threads(), loc.size))
+        _gather_kernel(FORMAT_FLOAT32)(slab, extra, loc, out, min(numba.get_num_threads(), loc.size))
+

@@ -29,6 +29,8 @@ import numba
 import numpy as np
 import zstandard
 
+from tierstore.errors import CorruptStoreError
+from tierstore.config import record_bytes
 from tierstore.kernels import _prefetch_item, _store_row
 
 MAGIC = b"TSPG"
@@ -40,16 +42,17 @@ DTYPE_CODES = {"float32": 0, "float16": 1, "int8": 2}
 #: A value of at most this many bytes fits one LMDB overflow page (4096 B page minus its header).
 LMDB_VALUE_LIMIT = 4080
 
-_CHECK_OK, _CHECK_MAGIC, _CHECK_VERSION, _CHECK_SUM, _CHECK_SHAPE = 0, 1, 2, 3, 4
+_CHECK_OK, _CHECK_MAGIC, _CHECK_VERSION, _CHECK_SUM, _CHECK_SHAPE, _CHECK_PAYLOAD = 0, 1, 2, 3, 4, 5
 _CHECK_MESSAGES = {
     _CHECK_MAGIC: "bad magic (not a tierstore page)",
     _CHECK_VERSION: "page format version newer than this tierstore reads",
     _CHECK_SUM: "checksum mismatch (corrupt page)",
     _CHECK_SHAPE: "header does not match the table (wrong dtype, codec, row count or length)",
+    _CHECK_PAYLOAD: "payload size does not match the table's row count, width and dtype",
 }
 
 
-class CorruptPageError(RuntimeError):
+class CorruptPageError(CorruptStoreError):
     """A page failed verification; the message names the table and page."""
 
 
@@ -67,6 +70,16 @@ def raw_payload_bytes(dtype: str, dim: int, n_rows: int) -> int:
     return pad8(n_rows * dim) + 8 * n_rows
 
 
+@numba.njit(nogil=True, cache=True)
+def _raw_payload_bytes(dtype_code, dim, n_rows):
+    """:func:`raw_payload_bytes` by dtype code, for kernels."""
+    if dtype_code == 0:
+        return n_rows * dim * 4
+    if dtype_code == 1:
+        return n_rows * dim * 2
+    return ((n_rows * dim + 7) & ~7) + 8 * n_rows
+
+
 def default_rows_per_page(dtype: str, dim: int) -> int:
     """Most rows whose raw page stays within one LMDB overflow page (at least 1)."""
     rows = 1
@@ -76,7 +89,7 @@ def default_rows_per_page(dtype: str, dim: int) -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _checksum_words(words):
+def checksum_words(words):
     """64-bit checksum of a uint64 array: four independent multiply-xorshift lanes."""
     k = np.uint64(0x9E3779B97F4A7C15)
     s32 = np.uint64(32)
@@ -118,37 +131,46 @@ def _write_header(buf, start, codec, dtype_code, n_rows, payload_bytes):
     buf[start + 12 : start + 16] = np.array([payload_bytes], np.uint32).view(np.uint8)
     stop = start + HEADER_BYTES + ((payload_bytes + 7) & ~7)
     words = buf[start + HEADER_BYTES : stop].view(np.uint64)
-    buf[start + 16 : start + 24] = np.array([_checksum_words(words)], np.uint64).view(np.uint8)
+    buf[start + 16 : start + 24] = np.array([checksum_words(words)], np.uint64).view(np.uint8)
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _quantize(rows, records):
+def _quantize(rows, records, levels):
+    """Row-wise quantization to codes ``0 .. levels``: 255 (int8, a byte a code) or 15 (int4, two codes
+    a byte, low nibble first); the codes, then float32 scale and bias, fill ``records``."""
     n, dim = rows.shape
+    codes = records.shape[1] - 8
     scales = np.empty(n, dtype=np.float32)
     biases = np.empty(n, dtype=np.float32)
     for r in numba.prange(n):
         row = rows[r]
         lo = row.min()
-        scale = (row.max() - lo) / np.float32(255.0)
+        scale = (row.max() - lo) / np.float32(levels)
         inv = np.float32(0.0) if scale == 0 else np.float32(1.0) / scale
         rec = records[r]
+        rec[:codes] = 0
         for j in range(dim):
-            rec[j] = np.uint8(min(255.0, max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
+            q = np.uint8(min(np.float32(levels), max(0.0, np.floor((row[j] - lo) * inv + 0.5))))
+            if levels == 255:
+                rec[j] = q
+            else:
+                rec[j >> 1] |= q << ((j & 1) << 2)
         scales[r] = scale
         biases[r] = lo
-    records[:, dim : dim + 4] = scales.view(np.uint8).reshape(n, 4)
-    records[:, dim + 4 : dim + 8] = biases.view(np.uint8).reshape(n, 4)
+    records[:, codes : codes + 4] = scales.view(np.uint8).reshape(n, 4)
+    records[:, codes + 4 : codes + 8] = biases.view(np.uint8).reshape(n, 4)
 
 
 def to_records(rows: np.ndarray, dtype: str) -> np.ndarray:
-    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, TableConfig.row_bytes]`` (int8 rows quantized here)."""
+    """Stored form of float rows ``[n, dim]``: uint8 records ``[n, record_bytes(dtype, dim)]`` (int8 rows
+    quantized here; also int4, a record format of :mod:`tierstore.pool_records`)."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if dtype == "float32":
         return rows.view(np.uint8)
     if dtype == "float16":
         return rows.astype(np.float16).view(np.uint8)
-    records = np.empty((rows.shape[0], rows.shape[1] + 8), dtype=np.uint8)
-    _quantize(rows, records)
+    records = np.empty((rows.shape[0], record_bytes(dtype, rows.shape[1])), dtype=np.uint8)
+    _quantize(rows, records, 15 if dtype == "int4" else 255)
     return records
 
 
@@ -243,8 +265,9 @@ def _seal_pages(buf, page_starts, raw_headers, payload_bytes):
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
-def _verify_pages(buf, starts, ends, codec, dtype_code, expected_rows, status):
-    """Check magic, version, header fields and checksum of every page; write a status code each."""
+def _verify_pages(buf, starts, ends, codec, dtype_code, dim, expected_rows, status):
+    """Check magic, version, header fields, payload size (raw pages) and checksum of every page;
+    write a status code each."""
     for p in numba.prange(starts.size):
         start = starts[p]
         stop = ends[p]
@@ -255,32 +278,46 @@ def _verify_pages(buf, starts, ends, codec, dtype_code, expected_rows, status):
         if hdr[0:4].copy().view(np.uint32)[0] != MAGIC_U32:
             status[p] = _CHECK_MAGIC
             continue
-        if hdr[4] > PAGE_VERSION:
-            status[p] = _CHECK_VERSION
+        if hdr[4] != PAGE_VERSION:
+            status[p] = _CHECK_VERSION if hdr[4] > PAGE_VERSION else _CHECK_SHAPE
             continue
         n_rows = hdr[8:12].copy().view(np.uint32)[0]
         payload = hdr[12:16].copy().view(np.uint32)[0]
         if (
             hdr[5] != codec
             or hdr[6] != dtype_code
+            or hdr[7] != 0
             or n_rows != expected_rows[p]
             or HEADER_BYTES + ((payload + 7) & ~7) != stop - start
         ):
             status[p] = _CHECK_SHAPE
             continue
+        if codec == 0 and payload != _raw_payload_bytes(dtype_code, dim, n_rows):
+            status[p] = _CHECK_PAYLOAD
+            continue
         words = buf[start + HEADER_BYTES : stop].view(np.uint64)
-        if _checksum_words(words) != hdr[16:24].copy().view(np.uint64)[0]:
+        if checksum_words(words) != hdr[16:24].copy().view(np.uint64)[0]:
             status[p] = _CHECK_SUM
             continue
         status[p] = _CHECK_OK
 
 
+def page_status(buf, starts, ends, table, expected_rows) -> np.ndarray:
+    """Verification status of each page ``buf[starts[i]:ends[i]]`` of ``table`` (0: good; see :func:`status_message`)."""
+    status = np.empty(starts.size, dtype=np.uint8)
+    _verify_pages(buf, starts, ends, CODECS[table.compression], DTYPE_CODES[table.dtype], table.dim,
+                  expected_rows.astype(np.uint32), status)
+    return status
+
+
+def status_message(code: int) -> str:
+    """What a non-zero :func:`page_status` code means."""
+    return _CHECK_MESSAGES[int(code)]
+
+
 def verify_pages(buf, starts, ends, table, page_ids, expected_rows) -> None:
     """Raise :class:`CorruptPageError` naming the table and page if any page ``buf[starts[i]:ends[i]]`` is bad."""
-    status = np.empty(starts.size, dtype=np.uint8)
-    _verify_pages(
-        buf, starts, ends, CODECS[table.compression], DTYPE_CODES[table.dtype], expected_rows.astype(np.uint32), status
-    )
+    status = page_status(buf, starts, ends, table, expected_rows)
     bad = np.flatnonzero(status)
     if bad.size:
         first = bad[0]
@@ -290,16 +327,28 @@ def verify_pages(buf, starts, ends, table, page_ids, expected_rows) -> None:
         )
 
 
-def decompress_pages(buf: np.ndarray, starts: np.ndarray):
-    """Turn verified zstd pages ``buf[starts[i]:...]`` into raw pages ``(out, out_starts)`` (headers kept)."""
+def decompress_pages(buf: np.ndarray, starts: np.ndarray, table, page_ids: np.ndarray, n_rows: np.ndarray):
+    """Turn verified zstd pages ``buf[starts[i]:...]`` into raw pages ``(out, out_starts)`` (headers kept).
+
+    Each page's payload must decompress to exactly the size of its ``n_rows`` rows of
+    ``table`` (else :class:`CorruptPageError` naming the table and page).
+    """
     n_pages = starts.size
     payload = buf[starts[:, None] + np.arange(12, 16)].copy().view(np.uint32).ravel().astype(np.uint64)
     first = int(starts.min(initial=0))
     stop = int((starts + HEADER_BYTES + payload.astype(np.int64)).max(initial=0))
     segments = np.stack([(starts - first).astype(np.uint64) + HEADER_BYTES, payload], axis=1)
     frames = zstandard.BufferWithSegments(buf[first:stop].tobytes(), segments.tobytes())
-    raw = zstandard.ZstdDecompressor().multi_decompress_to_buffer(frames, threads=-1)
+    try:
+        raw = zstandard.ZstdDecompressor().multi_decompress_to_buffer(frames, threads=-1)
+    except zstandard.ZstdError as err:
+        raise CorruptPageError(f"table {table.name!r}: a zstd page does not decompress ({err})") from None
     sizes = np.array([len(raw[i]) for i in range(n_pages)], dtype=np.int64)
+    want = np.array([raw_payload_bytes(table.dtype, table.dim, int(n)) for n in n_rows], dtype=np.int64)
+    if np.any(sizes != want):
+        bad = int(np.argmax(sizes != want))
+        raise CorruptPageError(f"table {table.name!r}, page {int(page_ids[bad])}: {_CHECK_MESSAGES[_CHECK_PAYLOAD]} "
+                               f"(decompressed to {int(sizes[bad])} bytes, {int(want[bad])} expected)")
     out_starts = np.zeros(n_pages + 1, dtype=np.int64)
     np.cumsum(HEADER_BYTES + ((sizes + 7) & ~7), out=out_starts[1:])
     out = np.zeros(int(out_starts[-1]), dtype=np.uint8)

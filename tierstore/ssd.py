@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import lmdb
 import numba
 import numpy as np
 
@@ -100,8 +101,8 @@ class SsdTable:
     positions: np.ndarray | None = None
     version: tuple = ()
     counters: ReadCounters = field(default_factory=ReadCounters)
-    #: ``[LmdbDirectReader, root page or None until first needed]`` for the current read transaction,
-    #: or None to read through py-lmdb.
+    #: ``[LmdbDirectReader, Snapshot, root page or None until first needed]`` for the current read
+    #: transaction, or None to read through py-lmdb.
     direct: list | None = None
     spans: np.ndarray | None = None
 
@@ -130,7 +131,8 @@ class SsdTable:
         memory map (or in ``pread`` copies, with ``copy_reads``); otherwise one
         ``Cursor.getmulti`` call copies them out.
         """
-        if self.direct is not None and self._resolve_root(txn):
+        expected_rows = self.page_rows(page_ids)
+        if self.direct is not None:
             reader = self.direct[0]
             buf, starts, ends, check = self._locate_direct(page_ids)
             if check.size:
@@ -138,28 +140,27 @@ class SsdTable:
             if reader.copy_reads:
                 buf, starts, ends = reader.read_values(starts, ends)
             if check.size:
-                pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check],
-                                   self.page_rows(page_ids[check]))
+                pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check], expected_rows[check])
                 self.spans[page_ids[check], 0] = np.abs(self.spans[page_ids[check], 0])
         else:
             buf, starts, ends = self._get_multi(txn, page_ids)
-            pages.verify_pages(buf, starts, ends, self.config, page_ids, self.page_rows(page_ids))
+            pages.verify_pages(buf, starts, ends, self.config, page_ids, expected_rows)
         self.counters.pages += page_ids.size
         self.counters.bytes += int(np.sum(ends - starts))
         if self.config.compression == "zstd":
-            buf, starts = pages.decompress_pages(buf, starts)
+            buf, starts = pages.decompress_pages(buf, starts, self.config, page_ids, expected_rows)
         return buf, starts
 
-    def _resolve_root(self, txn) -> bool:
-        """Find this table's B+tree root in ``txn``'s snapshot; False if the snapshot's meta page was
-        reused by later commits (then this read goes through py-lmdb, which sees the same snapshot)."""
-        reader, root = self.direct
+    def _root(self) -> int:
+        """This table's B+tree root in the read transaction's snapshot (found on first use)."""
+        reader, snapshot, root = self.direct
         if root is None:
-            roots = reader.roots(txn, [self.db_name])
-            if roots is None:
-                return False
-            self.direct[1] = roots[self.db_name]
-        return True
+            record = reader.find_db(snapshot, self.db_name)
+            if record is None:
+                raise pages.CorruptPageError(f"table {self.config.name!r}: its page database {self.db_name!r} is "
+                                             f"missing (the store is damaged)")
+            root = self.direct[2] = record.root
+        return root
 
     def _missing(self, page_ids):
         return pages.CorruptPageError(
@@ -168,13 +169,13 @@ class SsdTable:
         )
 
     def _locate_direct(self, page_ids):
-        reader, root = self.direct
+        reader, snapshot, _ = self.direct
         if self.spans is None:
             self.spans = np.zeros((self.n_pages, 2), dtype=np.int64)
         starts, ends, unknown, unverified = _known_spans(page_ids, self.spans)
         if unknown.size:
             todo = page_ids[unknown]
-            found, lengths, status = reader.locate(root, todo.astype(np.uint64))
+            found, lengths, status = reader.locate(snapshot, self._root(), todo.astype(np.uint64))
             if np.any(status != 0):
                 raise self._missing(todo[status != 0])
             starts[unknown] = found
@@ -184,7 +185,10 @@ class SsdTable:
         return reader.view, starts, ends, unverified
 
     def _get_multi(self, txn, page_ids):
-        found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))
+        try:
+            found = txn.cursor(db=self.db).getmulti(page_keys(page_ids))
+        except lmdb.Error as err:
+            raise pages.CorruptPageError(f"table {self.config.name!r}: LMDB cannot read its pages ({err})") from None
         if len(found) != page_ids.size:
             have = {bytes(k) for k, _ in found}
             raise self._missing(np.array([p for p, k in zip(page_ids, page_keys(page_ids)) if k not in have]))
@@ -209,6 +213,17 @@ class SsdTable:
             pages.decode_rows(*self._locate_rows(txn, rows), pages.DTYPE_CODES[self.config.dtype],
                               self.config.dim, out)
             self.counters.rows += rows.size
+        return out
+
+    def read_stored(self, txn, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` as stored records (uint8 ``[len(rows), row_bytes]``, what the DRAM caches hold):
+        float32 rows through :meth:`read_rows` (one prefetching ``memcpy`` a row), others as
+        :meth:`read_records`."""
+        if self.config.dtype == "float32":
+            return self.read_rows(txn, rows).view(np.uint8)
+        rows = np.asarray(rows, dtype=np.int64)
+        out = self.read_records(txn, rows)
+        self.counters.rows += rows.size
         return out
 
     def read_records(self, txn, rows: np.ndarray) -> np.ndarray:

@@ -56,10 +56,15 @@ def _raise_offsets_error(table: str, bounds: np.ndarray, n: int, include_last_of
 
 
 def as_ids(name: str, ids, num_rows: int, table: str, check_range: bool = True) -> np.ndarray:
-    """Row ids as a 1-D int64 array, all in ``[0, num_rows)`` (``check_range=False``: the caller checks that)."""
+    """Row ids as a 1-D int64 array, all in ``[0, num_rows)`` (``check_range=False``: the caller checks that).
+
+    Booleans count as the ids 0 and 1, as ``torch.nn.functional.embedding_bag`` takes them.
+    """
     arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"table {table!r}: {name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        arr = arr.view(np.uint8)
     if arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"table {table!r}: {name} must be integers, got dtype {arr.dtype}")
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= num_rows:
@@ -78,6 +83,17 @@ def raise_out_of_range(name: str, ids: np.ndarray, num_rows: int, table: str):
     if lo < 0:
         raise ValueError(f"table {table!r}: negative {name} ({lo}); ids must be in [0, {num_rows})")
     raise ValueError(f"table {table!r}: {name} {hi} out of range; ids must be in [0, {num_rows})")
+
+
+def check_update(table: str, num_rows: int, dim: int, ids, values) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct int64 row ids in ``[0, num_rows)`` and their float ``[n, dim]`` values, as given."""
+    idx = as_ids("ids", ids, num_rows, table)
+    values = np.asarray(values)
+    if values.shape != (idx.size, dim) or values.dtype.kind != "f":
+        raise ValueError(f"table {table!r}: values must be float [{idx.size}, {dim}], got {values.dtype} {values.shape}")
+    if np.unique(idx).size != idx.size:
+        raise ValueError(f"table {table!r}: update ids must be distinct")
+    return idx, values
 
 
 def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, mode: str,
@@ -104,6 +120,9 @@ def check_bags(table: str, num_rows: int, indices, offsets, per_sample_weights, 
         raise ValueError(f"table {table!r}: offsets must be integers, got dtype {off.dtype}")
     if include_last_offset and off.size == 0:
         raise ValueError(f"table {table!r}: with include_last_offset, offsets needs B + 1 >= 1 entries")
+    if off.size == 0 and idx.size:
+        raise ValueError(f"table {table!r}: offsets is empty (no bags) but there are {idx.size} indices; give each "
+                         f"bag's start (offsets[0] = 0)")
     if off.dtype == np.uint64 and off.size and int(off.max()) > idx.size:
         raise ValueError(f"table {table!r}: offsets run past len(indices) = {idx.size}")
     bounds, ok = bag_bounds(off.astype(np.int64, copy=False), idx.size, include_last_offset)

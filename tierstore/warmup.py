@@ -23,9 +23,7 @@ uses (``NUMBA_CACHE_DIR``, else next to the installed sources).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from placement._json import JsonDataclass
+from tierstore.cli import add_output_options, emit, policy_name
 from tierstore.batch import SparseBatch
 from tierstore.config import TableConfig
 from tierstore.kernels import MODE_NAMES, SPECIALIZED_DIMS
@@ -179,14 +178,11 @@ def cmd_warmup(args) -> int:
     config = WarmupConfig(store=args.store, policies=tuple(args.policies or ()),
                           admission=tuple(args.admission or ()), io_modes=tuple(args.io))
     result = warmup(config, progress=not args.quiet and not args.json)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        done = result["config"]
-        behind = "".join(f", behind {f}" for f in done["admission"])
-        print(f"warmup: every kernel compiled or loaded for {len(done['tables'])} tables, "
-              f"{len(done['policies'])} policies (bare{behind}), io {', '.join(done['io_modes'])}: "
-              f"{result['seconds']:.1f} s")
+    done = result["config"]
+    behind = "".join(f", behind {f}" for f in done["admission"])
+    emit(args, result, f"warmup: every kernel compiled or loaded for {len(done['tables'])} tables, "
+         f"{len(done['policies'])} policies (bare{behind}), io {', '.join(done['io_modes'])}: "
+         f"{result['seconds']:.1f} s")
     return 0
 
 
@@ -196,10 +192,10 @@ def add_subcommands(subparsers) -> None:
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("store", nargs="?", help="store whose tables to warm up for (default: a set covering "
                         "every pooling width, dtype and codec)")
-    parser.add_argument("--policies", nargs="+", help="DRAM cache policies (default: every registered one)")
+    parser.add_argument("--policies", nargs="+", type=policy_name,
+                        help="DRAM cache policies (default: every registered one)")
     parser.add_argument("--admission", nargs="+", choices=("second_hit", "tinylfu"),
                         help="also warm each policy behind these admission filters")
     parser.add_argument("--io", nargs="+", choices=IO_MODES, default=list(IO_MODES), help="SSD read modes")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_options(parser)
     parser.set_defaults(func=cmd_warmup)

@@ -2,8 +2,8 @@
 
 A trace is an iterable of :class:`tierstore.SparseBatch`.  Readers stream lazily;
 writers consume any iterable.  Formats: ``tstrace`` (our own, chunked and
-zstd-compressed), ``dlrm`` (Meta's dlrm_datasets ``torch.save`` tuples), ``oracle``
-(libCacheSim oracleGeneral records) and ``csv`` (``table,row`` lines).
+zstd-compressed), ``dlrm_datasets`` (Meta's ``torch.save`` tuples), ``oracleGeneral``
+(libCacheSim's binary records) and ``csv`` (``table,row`` lines).
 """
 
 from bench.traces.errors import TraceFormatError

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from bench.traces.batching import request_tables, single_index_batch
+from bench.traces.batching import as_parts, request_tables, single_index_batch
 from bench.traces.csv_kernels import format_lines, parse_lines
 from bench.traces.errors import TraceFormatError
 from tierstore import SparseBatch
@@ -86,7 +86,12 @@ class CsvTraceReader:
             for h, i in zip(hashes[by_appearance].tolist(), first[by_appearance].tolist()):
                 if h not in ids_by_hash:
                     ids_by_hash[h] = len(names)
-                    names.append(buf[name_start[i] : name_start[i] + name_len[i]].tobytes().decode())
+                    raw = buf[name_start[i] : name_start[i] + name_len[i]].tobytes()
+                    try:
+                        names.append(raw.decode())
+                    except UnicodeDecodeError:
+                        raise TraceFormatError(self.path, offset + int(name_start[i]),
+                                               f"table name {raw!r} is not UTF-8") from None
             lookup = np.asarray([ids_by_hash[h] for h in hashes.tolist()], dtype=np.int64)
             table_ids = lookup[np.searchsorted(hashes, name_hash[:lines])]
             yield table_ids, rows[:lines], names
@@ -118,11 +123,11 @@ def read(path, **options) -> CsvTraceReader:
 
 
 def write(path, batches: Iterable[SparseBatch]) -> dict:
-    """Write batches as ``table,row`` lines (key-major per batch); return counts."""
+    """Write batches (SparseBatch or BatchPart items) as ``table,row`` lines (key-major per batch); return counts."""
     n_batches = n_values = 0
     with open(os.fspath(path), "wb") as f:
         f.write(HEADER)
-        for batch in batches:
+        for batch, last in as_parts(batches):
             encoded = [k.encode() for k in batch.keys]
             if any(b"," in k or b"\n" in k for k in encoded):
                 raise ValueError(f"CSV table names may not contain ',' or newlines: {list(batch.keys)}")
@@ -135,6 +140,6 @@ def write(path, batches: Iterable[SparseBatch]) -> dict:
             out = np.empty(int((name_offsets[1:] - name_offsets[:-1] + 22)[tables].sum()), dtype=np.uint8)
             used = format_lines(tables, batch.values.astype(np.int64), name_bytes, name_offsets, out)
             f.write(out[:used].tobytes())
-            n_batches += 1
+            n_batches += last
             n_values += batch.values.size
     return {"batches": n_batches, "values": n_values}

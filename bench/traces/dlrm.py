@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from bench.traces.batching import join_parts
 from bench.traces.errors import TraceFormatError
 from tierstore import SparseBatch
 
@@ -115,7 +116,7 @@ def write(path, batches: Iterable[SparseBatch]) -> dict:
     per_table_values: list[list[np.ndarray]] = []
     per_table_lengths: list[list[np.ndarray]] = []
     n_batches = 0
-    for batch in batches:
+    for batch in join_parts(batches):
         if keys is None:
             keys = batch.keys
             per_table_values = [[] for _ in keys]

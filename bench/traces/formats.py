@@ -6,20 +6,22 @@ import os
 from collections.abc import Iterable
 
 from bench.traces import csvformat, dlrm, native, oracle
-from tierstore import SparseBatch
 
-FORMATS = {"tstrace": native, "dlrm": dlrm, "oracle": oracle, "csv": csvformat}
+#: Format names, as the CLI, the README and errors spell them.
+FORMATS = {"tstrace": native, "dlrm_datasets": dlrm, "oracleGeneral": oracle, "csv": csvformat}
+#: Other accepted spellings (any letter case is accepted too).
+ALIASES = {"dlrm": "dlrm_datasets", "oracle": "oracleGeneral"}
 SUFFIXES = (
     (".tstrace", "tstrace"),
-    (".pt", "dlrm"),
-    (".pt.gz", "dlrm"),
-    (".oraclegeneral", "oracle"),
-    (".oraclegeneral.bin", "oracle"),
-    (".bin", "oracle"),
+    (".pt", "dlrm_datasets"),
+    (".pt.gz", "dlrm_datasets"),
+    (".oraclegeneral", "oracleGeneral"),
+    (".oraclegeneral.bin", "oracleGeneral"),
+    (".bin", "oracleGeneral"),
     (".csv", "csv"),
 )
 #: Options each reader accepts.
-READ_OPTIONS = {"tstrace": (), "dlrm": ("batch_size",), "oracle": ("batch_requests", "table_shift"),
+READ_OPTIONS = {"tstrace": (), "dlrm_datasets": ("batch_size",), "oracleGeneral": ("batch_requests", "table_shift"),
                 "csv": ("batch_requests",)}
 
 
@@ -35,15 +37,22 @@ def detect_format(path) -> str:
         if lower.endswith(suffix):
             return name
     raise ValueError(
-        f"cannot tell the trace format of {path!r} from its name; pass format= one of {sorted(FORMATS)} "
+        f"cannot tell the trace format of {path!r} from its name; pass a format, one of {', '.join(FORMATS)} "
         f"(suffixes: {', '.join(s for s, _ in SUFFIXES)})"
     )
 
 
+def format_name(name: str) -> str:
+    """The format name for ``name`` or one of its aliases, in any letter case; ValueError if unknown."""
+    by_lower = {n.lower(): n for n in FORMATS} | {a: n for a, n in ALIASES.items()}
+    try:
+        return by_lower[str(name).lower()]
+    except KeyError:
+        raise ValueError(f"unknown trace format {name!r}; formats: {', '.join(FORMATS)}") from None
+
+
 def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown trace format {fmt!r}; known formats: {sorted(FORMATS)}")
-    return fmt
+    return format_name(fmt)
 
 
 def open_trace(path, format: str | None = None, **options):
@@ -54,10 +63,11 @@ def open_trace(path, format: str | None = None, **options):
     path : str or PathLike
         The trace file.
     format : str, optional
-        One of ``tstrace, dlrm, oracle, csv``; detected from the file when omitted.
+        One of ``tstrace, dlrm_datasets, oracleGeneral, csv`` (or an alias in :data:`ALIASES`);
+        detected from the file when omitted.
     **options
-        Reader options: ``batch_size`` (dlrm), ``batch_requests`` (oracle, csv),
-        ``table_shift`` (oracle).  Options another format would take are ignored;
+        Reader options: ``batch_size`` (dlrm_datasets), ``batch_requests`` (oracleGeneral, csv),
+        ``table_shift`` (oracleGeneral).  Options another format would take are ignored;
         unknown ones raise ``ValueError``.
     """
     fmt = _check_format(format or detect_format(path))
@@ -71,19 +81,26 @@ def open_trace(path, format: str | None = None, **options):
 
 def write_trace(
     path,
-    batches: Iterable[SparseBatch],
+    batches: Iterable,
     format: str | None = None,
     metadata: dict | None = None,
     row_bytes: int | dict[str, int] = 1,
 ) -> dict:
     """Write batches in the format named (or implied by ``path``); return counts.
 
-    ``metadata`` is kept by ``tstrace`` only; ``row_bytes`` (the object size) by
-    ``oracle`` only.
+    ``batches`` yields ``SparseBatch`` objects or ``BatchPart`` parts of batches (see
+    :mod:`bench.traces.batching`).  ``metadata`` is kept by ``tstrace`` only;
+    ``row_bytes`` (the object size) by ``oracleGeneral`` only.  If writing fails, the
+    partly written file is removed.
     """
     fmt = _check_format(format or detect_format(path))
     if fmt == "tstrace":
         return native.write(path, batches, metadata=metadata)
-    if fmt == "oracle":
-        return oracle.write(path, batches, row_bytes=row_bytes)
-    return FORMATS[fmt].write(path, batches)
+    try:
+        if fmt == "oracleGeneral":
+            return oracle.write(path, batches, row_bytes=row_bytes)
+        return FORMATS[fmt].write(path, batches)
+    except BaseException:
+        if os.path.exists(path):
+            os.remove(path)
+        raise

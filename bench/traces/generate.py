@@ -15,7 +15,10 @@ scattered over the table as in real data.  Optional parts:
   offset, replacing the whole hot set.
 
 Everything is vectorized numpy per (batch, table); the same spec and seed give the
-same trace, batch after batch, without holding it in memory.
+same trace, batch after batch, without holding it in memory.  :func:`generate_parts`
+yields each batch in parts of whole tables (about ``part_values`` requests each), so
+memory stays bounded by a part, not a batch: a full-scale ``meta2022`` batch alone is
+1.4 G requests.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.traces.batching import BatchPart
 from tierstore import SparseBatch
 from tierstore.config import JsonConfig
 
 POOLING_DISTRIBUTIONS = ("fixed", "poisson", "lognormal")
+#: Requests per part :func:`generate_parts` aims for (a table's bags are never split).
+PART_VALUES = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -201,18 +207,41 @@ class _TableStream:
         return rows, lengths
 
 
-def generate(spec: TraceSpec) -> Iterator[SparseBatch]:
-    """Yield the batches of ``spec`` lazily (bounded memory: one batch at a time)."""
+def _table_groups(spec: TraceSpec, part_values: float) -> list[list[int]]:
+    """Consecutive tables grouped until each group expects at least ``part_values`` requests per batch."""
+    groups, current, expected = [], [], 0.0
+    for i, table in enumerate(spec.tables):
+        current.append(i)
+        expected += spec.batch_size * table.pooling
+        if expected >= part_values:
+            groups.append(current)
+            current, expected = [], 0.0
+    return groups + [current] if current else groups
+
+
+def generate_parts(spec: TraceSpec, part_values: float = PART_VALUES) -> Iterator[BatchPart]:
+    """Yield every batch of ``spec`` in parts of consecutive whole tables, about ``part_values`` requests each.
+
+    A batch's parts, joined in order (``bench.traces.batching.join_parts``), are the
+    batch :func:`generate` yields: each table draws from its own random stream.
+    """
     seeds = np.random.SeedSequence(spec.seed).spawn(len(spec.tables))
     streams = [_TableStream(t, s) for t, s in zip(spec.tables, seeds)]
-    keys = tuple(t.name for t in spec.tables)
+    groups = _table_groups(spec, part_values)
     for b in range(spec.num_batches):
         if spec.shift_every and b and b % spec.shift_every == 0:
             for s in streams:
                 s.jump()
-        parts = [s.bags(spec.batch_size, int(spec.drift * s.table.num_rows * b)) for s in streams]
-        yield SparseBatch(
-            keys=keys,
-            values=np.concatenate([p[0] for p in parts]),
-            lengths=np.concatenate([p[1] for p in parts]),
-        )
+        for g, group in enumerate(groups):
+            parts = [streams[i].bags(spec.batch_size, int(spec.drift * streams[i].table.num_rows * b)) for i in group]
+            batch = SparseBatch(
+                keys=tuple(spec.tables[i].name for i in group),
+                values=np.concatenate([p[0] for p in parts]),
+                lengths=np.concatenate([p[1] for p in parts]),
+            )
+            yield BatchPart(batch, last=g == len(groups) - 1)
+
+
+def generate(spec: TraceSpec) -> Iterator[SparseBatch]:
+    """Yield the batches of ``spec`` lazily, whole (memory: one batch at a time)."""
+    return (part.batch for part in generate_parts(spec, part_values=math.inf))

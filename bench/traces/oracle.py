@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from bench.traces.batching import request_tables, single_index_batch
+from bench.traces.batching import as_parts, request_tables, single_index_batch
 from bench.traces.errors import TraceFormatError
 from bench.traces.kernels import fill_next_access_backward, new_position_map
 from tierstore import SparseBatch
@@ -108,7 +108,7 @@ def write(path, batches: Iterable[SparseBatch], row_bytes: int | dict[str, int] 
     ----------
     path : str or PathLike
         Output file.
-    batches : iterable of SparseBatch
+    batches : iterable of SparseBatch or BatchPart
         The trace.
     row_bytes : int or dict
         ``obj_size`` of every request, or per table name.
@@ -122,7 +122,7 @@ def write(path, batches: Iterable[SparseBatch], row_bytes: int | dict[str, int] 
     table_index: dict[str, int] = {}
     n_batches = n_values = 0
     with open(path, "wb") as f:
-        for batch in batches:
+        for batch, last in as_parts(batches):
             for key in batch.keys:
                 table_index.setdefault(key, len(table_index))
             ids = np.asarray([table_index[k] for k in batch.keys], dtype=np.int64)[request_tables(batch)]
@@ -137,7 +137,7 @@ def write(path, batches: Iterable[SparseBatch], row_bytes: int | dict[str, int] 
             records["sz"] = sizes
             records["nxt"] = -1
             records.tofile(f)
-            n_batches += 1
+            n_batches += last
             n_values += batch.values.size
     _fill_next_access(path, n_values)
     return {"batches": n_batches, "values": n_values, "tables": list(table_index)}
