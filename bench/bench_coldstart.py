@@ -1,9 +1,10 @@
 """Cold start: a new process's ``import tierstore`` + ``tierstore.open`` + first lookup, per policy.
 
 Each figure comes from a real child process (``python -c``) on a small store
-(one float32 table of ``--rows`` x ``--dim``), with a DRAM tier of
+(one table of ``--rows`` x ``--dim`` of ``--dtype``), with a DRAM tier of
 ``--dram-fraction`` of the rows under each policy (every registered one by
-default, and ``none``: no DRAM tier).  The child times ``import tierstore``,
+default, ``default``: the set-associative default tier, and ``none``: no DRAM
+tier).  The child times ``import tierstore``,
 ``tierstore.open`` and the first ``lookup`` of ``--batch`` bags of
 ``--pooling`` ids (sum), reports their total and its own CPU time, and the
 ``stats()`` latency percentiles and warm-up batches after a second lookup.
@@ -45,7 +46,7 @@ import tierstore
 imported = time.perf_counter()
 path, policy, budget, batch, pooling, rows, seed = sys.argv[1:]
 store = (tierstore.open(path) if policy == "none"
-         else tierstore.open(path, dram_cache_bytes=int(budget), policy=policy))
+         else tierstore.open(path, dram_cache_bytes=int(budget), policy=None if policy == "default" else policy))
 opened = time.perf_counter()
 rng = np.random.default_rng(int(seed))
 ids = rng.integers(0, int(rows), int(batch) * int(pooling))
@@ -65,6 +66,7 @@ class ColdStartConfig:
 
     rows: int = 100_000
     dim: int = 32
+    dtype: str = "float32"
     batch: int = 2048
     pooling: int = 32
     dram_fraction: float = 0.10
@@ -84,7 +86,10 @@ def _child_env(cache_dir: Path) -> dict:
 
 def run_child(store: Path, policy: str, config: ColdStartConfig, cache_dir: Path) -> dict:
     """One child process's figures, plus ``process_s``: its whole life, start to exit."""
-    budget = int(config.dram_fraction * config.rows) * config.dim * 4
+    from tierstore import TableConfig
+
+    row_bytes = TableConfig("t", config.rows, config.dim, config.dtype).cached_row_bytes
+    budget = int(config.dram_fraction * config.rows) * row_bytes
     args = [sys.executable, "-c", CHILD, str(store), policy, str(budget), str(config.batch), str(config.pooling),
             str(config.rows), str(config.seed)]
     started = time.perf_counter()
@@ -109,7 +114,7 @@ def make_store(path: Path, config: ColdStartConfig) -> None:
     import tierstore
     from tierstore import TableConfig
 
-    store = tierstore.create(path, [TableConfig("t", config.rows, config.dim)])
+    store = tierstore.create(path, [TableConfig("t", config.rows, config.dim, config.dtype)])
     rng = np.random.default_rng(config.seed)
     store.load("t", rng.standard_normal((config.rows, config.dim)).astype(np.float32), progress=False)
     store.close()
@@ -124,7 +129,7 @@ def _line(label: str, policy: str, r: dict) -> str:
 def cold_start(config: ColdStartConfig, workdir: Path) -> dict:
     from cache_policies import available_policies
 
-    policies = list(config.policies) or [*available_policies(), "none"]
+    policies = list(config.policies) or [*available_policies(), "default", "none"]
     store = workdir / "store"
     make_store(store, config)
     rows = []
@@ -169,11 +174,13 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=defaults.rows)
     p.add_argument("--dim", type=int, default=defaults.dim)
+    p.add_argument("--dtype", choices=("float32", "float16", "int8"), default=defaults.dtype)
     p.add_argument("--batch", type=int, default=defaults.batch)
     p.add_argument("--pooling", type=int, default=defaults.pooling)
     p.add_argument("--dram-fraction", type=float, default=defaults.dram_fraction)
     p.add_argument("--policies", nargs="+", default=list(defaults.policies),
-                   help="policy names, 'none' for no DRAM tier (default: every registered policy and none)")
+                   help="policy names, 'default' for the set-associative default tier, 'none' for no DRAM tier "
+                   "(default: every registered policy, default and none)")
     p.add_argument("--warm-runs", type=int, default=defaults.warm_runs)
     p.add_argument("--no-cold", action="store_true", help="skip the empty-cache runs (the cache is still filled)")
     p.add_argument("--no-warmup", action="store_true", help="skip the tierstore warmup runs")
@@ -181,7 +188,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
     args = p.parse_args(argv)
-    config = ColdStartConfig(rows=args.rows, dim=args.dim, batch=args.batch, pooling=args.pooling,
+    config = ColdStartConfig(rows=args.rows, dim=args.dim, dtype=args.dtype, batch=args.batch, pooling=args.pooling,
                              dram_fraction=args.dram_fraction, policies=tuple(args.policies),
                              warm_runs=args.warm_runs, cold=not args.no_cold, warmup=not args.no_warmup,
                              target_s=args.target_s, seed=args.seed)

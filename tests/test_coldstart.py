@@ -66,19 +66,22 @@ FIRST_LOOKUPS = """
         def on_start(self, e): compiles.append(e.data["dispatcher"].py_func.__qualname__)
         def on_end(self, e): pass
     event.register("numba:compile", Count())
-    store = tierstore.open(sys.argv[1], dram_cache_bytes=int(sys.argv[2]), policy=sys.argv[3])
+    policy = None if sys.argv[3] == "default" else sys.argv[3]
+    store = tierstore.open(sys.argv[1], dram_cache_bytes=int(sys.argv[2]), policy=policy)
     rng = np.random.default_rng(1)
     latencies = []
     for _ in range(3):
-        store.lookup("t", rng.integers(0, 500, 256), np.arange(0, 256, 8), mode="mean")
+        for name in store.tables:
+            store.lookup(name, rng.integers(0, 500, 256), np.arange(0, 256, 8), mode="mean")
         latencies.append(store.stats()["latency"])
     print(json.dumps({"latencies": latencies, "compiled": compiles}))
 """
 
 
-def test_the_first_lookups_of_a_process_count_as_warm_up_not_latency(tmp_path):
+@pytest.mark.parametrize("policy", ["s3fifo", "default"])
+def test_the_first_lookups_of_a_process_count_as_warm_up_not_latency(tmp_path, policy):
     path = make_store(tmp_path / "s", [TableConfig("t", 500, 16)])
-    done = run_child(FIRST_LOOKUPS, path, 500 * 16 * 4 // 5, "s3fifo")
+    done = run_child(FIRST_LOOKUPS, path, 500 * 16 * 4 // 5, policy)
     assert done.returncode == 0, done.stderr[-3000:]
     latencies = json.loads(done.stdout.splitlines()[-1])["latencies"]
     assert latencies[0]["warmup_batches"] == 1 and latencies[0]["p50_ms"] == 0.0  # it loaded (or compiled) code
@@ -94,8 +97,9 @@ def test_warmup_drives_the_tables_of_a_given_store(tmp_path, capsys):
     assert (table["name"], table["dim"], table["dtype"], table["compression"]) == ("a", 16, "int8", "zstd")
     assert (table["rows_per_page"], table["num_rows"]) == (3, PAGES_PER_TABLE * 3)
     assert (result["config"]["policies"], result["config"]["admission"]) == (["lru"], ["tinylfu"])
-    assert result["steps"] == ["create and load", "io=mmap: partial and whole-table DRAM tiers", "policy lru",
-                               "policy lru behind tinylfu"]
+    assert result["steps"] == ["create and load", "io=mmap: partial and whole-table DRAM tiers",
+                               "policy set-associative default", "policy lru", "policy lru behind tinylfu",
+                               "set-associative int64 tags"]
     assert WarmupConfig.from_dict(result["config"]).store == str(path)
 
 
@@ -107,8 +111,8 @@ def test_warmup_without_a_store_covers_every_pooling_width_dtype_and_codec():
 
 
 def test_warmup_rejects_bad_input_before_doing_anything(capsys):
-    assert cli_main(["warmup", "--policies", "lruu"]) == 1
-    assert "unknown cache policy 'lruu'" in capsys.readouterr().err
+    assert cli_main(["warmup", "--policies", "lruu"]) == 2
+    assert "unknown policy 'lruu'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="io mode must be one of"):
         warmup(WarmupConfig(policies=("lru",), io_modes=("direct",)))
 
@@ -144,14 +148,16 @@ def test_simulating_every_policy_loads_from_the_disk_cache_in_a_new_process():
 
 @pytest.mark.slow
 def test_after_warmup_a_new_process_compiles_nothing_for_any_policy(tmp_path):
-    path = make_store(tmp_path / "s", [TableConfig("t", 500, 16)])
+    """Every exact policy and the set-associative default, over float32, float16 and int8 tables."""
+    path = make_store(tmp_path / "s", [TableConfig("t", 500, 16), TableConfig("h", 500, 16, "float16"),
+                                       TableConfig("q", 500, 16, "int8")])
     cache = tmp_path / "cache"
     done = subprocess.run([sys.executable, "-m", "tierstore.cli", "warmup", str(path), "--quiet"],
                           env={**os.environ, "NUMBA_CACHE_DIR": str(cache)}, capture_output=True, text=True,
                           timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]
-    for policy in available_policies():
-        child = run_child(FIRST_LOOKUPS, path, 500 * 16 * 4 // 5, policy, cache_dir=cache)
+    for policy in [*available_policies(), "default"]:
+        child = run_child(FIRST_LOOKUPS, path, 3 * 500 * 16 * 4 // 5, policy, cache_dir=cache)
         assert child.returncode == 0, child.stderr[-3000:]
         assert json.loads(child.stdout.splitlines()[-1])["compiled"] == [], policy
 

@@ -9,13 +9,14 @@ dims, dtypes, codecs and page sizes) or, without one, a set covering every
 specialised pooling width, a generic width and each dtype and codec, and drives
 it through the public API the way a service does:
 
-- for each ``io`` mode, DRAM tiers smaller than the tables (SSD reads, probe,
-  admission) and one holding them all (``warm``, then lookups that skip the
-  probe), with every pooling mode, with and without per-sample weights, rows
-  both missed and hit, and ``get_rows``;
-- for each policy, and each admission filter asked for in front of it, a tier
-  driven through lookups, ``update_rows`` (which invalidates cached rows) and
-  ``stats``.
+- for each ``io`` mode, the default (set-associative) DRAM tier smaller than
+  the tables (SSD reads, probe, admission) and a tier holding them all
+  (``warm``, then lookups that skip the probe), with every pooling mode, with
+  and without per-sample weights, rows both missed and hit, and ``get_rows``;
+- the set-associative default, then each exact policy and each admission filter
+  asked for in front of it, a tier driven through lookups, ``update_rows``
+  (which invalidates cached rows) and ``stats``;
+- the set-associative decisions on int64 tags (tiers whose keys pass 2**31).
 
 It runs in the calling process, so the code lands in the cache that process
 uses (``NUMBA_CACHE_DIR``, else next to the installed sources).
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cache_policies.setassoc import SetAssociative, SetAssocState
 from placement._json import JsonDataclass
 from tierstore.cli import add_output_options, emit, policy_name
 from tierstore.batch import SparseBatch
@@ -67,11 +69,29 @@ class WarmupConfig(JsonDataclass):
 
 
 def _policies(names, admission) -> list:
-    """Each policy to drive, bare, then behind each filter (an unknown name raises, listing the known ones)."""
+    """The set-associative default (``None``), then each exact policy to drive, bare, then behind each
+    filter (an unknown name raises, listing the known ones)."""
     from cache_policies import available_policies, make_policy
 
     names = list(names) or available_policies()
-    return [make_policy(name, admission=a) for a in ("none", *admission) for name in names]
+    return [None] + [make_policy(name, admission=a) for a in ("none", *admission) for name in names]
+
+
+def _policy_label(policy) -> str:
+    if policy is None:
+        return "set-associative default"
+    admission = policy.params["admission"]
+    return policy.name + ("" if admission == "none" else f" behind {admission}")
+
+
+def _serve_wide_tags() -> None:
+    """Serve, find and remove keys on a set-associative state with int64 tags (no key limit)."""
+    state = SetAssocState(SetAssociative(), 64)
+    keys = np.arange(0, 1 << 40, 1 << 34, dtype=np.int64)
+    for _ in range(2):
+        state.serve(keys)
+    state.find(keys)
+    state.remove(keys)
 
 
 def _small_tables(store: str | None) -> list[TableConfig]:
@@ -152,9 +172,8 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
         store.close()
         step("create and load")
         for io in config.io_modes:
-            _serve(lambda: open_store(path, dram_cache_bytes=cached_bytes // 2, policy=policies[0], io=io),
-                   tables, rng)
-            with open_store(path, dram_cache_bytes=cached_bytes, policy=policies[0], io=io) as store:
+            _serve(lambda: open_store(path, dram_cache_bytes=cached_bytes // 2, io=io), tables, rng)
+            with open_store(path, dram_cache_bytes=cached_bytes, io=io) as store:
                 for t in tables:
                     store.warm(t.name)
                 _serve(lambda: nullcontext(store), tables, rng)
@@ -167,9 +186,10 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
                 t = tables[0]
                 store.update_rows(t.name, [0, 1], store.get_rows(t.name, [1, 0]))
                 store.stats()
-            step(f"policy {policy.name}" + ("" if policy.params["admission"] == "none"
-                                            else f" behind {policy.params['admission']}"))
-    names = tuple(dict.fromkeys(p.name for p in policies))
+            step(f"policy {_policy_label(policy)}")
+        _serve_wide_tags()
+        step("set-associative int64 tags")
+    names = tuple(dict.fromkeys(p.name for p in policies[1:]))
     config = dataclasses.replace(config, policies=names, tables=tuple(t.to_dict() for t in tables))
     return {"seconds": time.perf_counter() - started, "steps": steps, "config": config.to_dict()}
 
