@@ -130,7 +130,7 @@ class CompareConfig(JsonConfig):
         return dataclasses.asdict(self)
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _drain_evicted(state, resident):
     slot = state.take_evicted()
     while slot != -1:
@@ -138,7 +138,7 @@ def _drain_evicted(state, resident):
         slot = state.take_evicted()
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _replay_chunk(state, ids, next_access, key_by_id, size_by_id, table_by_id, resident, first_index, window,
                   window_hits, window_requests, table_hits, table_requests, byte_counts):
     """Replay one chunk through the slot protocol of ``cache_policies.base``.

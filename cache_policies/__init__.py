@@ -1,7 +1,9 @@
 """Cache eviction and admission policies, trace simulation and miss-ratio curves.
 
-Policies are numba ``jitclass`` state machines over slot ids; the same
-compiled code drives tierstore's live caches and the offline simulator.
+Policies are state machines over slot ids, each a set of ``numba.njit``
+kernels over plain arrays (see ``drive``); the same compiled code drives
+tierstore's live caches and the offline simulator, and numba caches it on
+disk, so a new process loads it instead of compiling.
 
 >>> from cache_policies import make_policy, simulate
 >>> simulate([1, 2, 1, 3, 1], make_policy("lru"), capacity=2).hits

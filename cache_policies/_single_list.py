@@ -11,48 +11,45 @@ import numba
 from . import _rows as rows
 from ._lists import NEXT
 from ._rows import FIRST_SLOT, HEADER_ROWS, POLICY_FIELDS, get, put
+from .drive import Kind, StateKernels, register_kernels
 
 ONLY = 0
 # policy scalar: move a hit object to the head (LRU) or not (FIFO)
 PROMOTE_ON_HIT = POLICY_FIELDS
 
 
-@numba.njit(cache=True)
-def new_single_list(capacity, max_slots, promote_on_hit):
+@numba.njit
+def new_single_list(params):
     """The state array of an empty one-list cache of ``capacity`` bytes."""
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, 0)
+    capacity, max_slots, promote_on_hit = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, 0, 0, 0)
     put(a, PROMOTE_ON_HIT, promote_on_hit)
     return a
 
 
-@numba.njit(cache=True)
-def single_list_admit(a, key, size):
-    return size <= get(a, rows.CAPACITY)
-
-
-@numba.njit(cache=True)
+@rows.kernel
 def single_list_victim(a):
     return rows.evict(a, rows.tail(a, ONLY))
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def single_list_on_hit(a, slot):
     node = FIRST_SLOT + slot
     if get(a, PROMOTE_ON_HIT) and a[HEADER_ROWS + ONLY, NEXT] != node:
         rows.move_to_head(a, ONLY, node)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def single_list_on_insert(a, slot, key, size):
     rows.insert(a, ONLY, slot, key, size)
 
 
-SingleListState = rows.state_class(
-    "SingleListState",
-    "Objects in one list; inserts at the head, victims from the tail.",
-    admit=single_list_admit,
-    victim=single_list_victim,
-    on_hit=single_list_on_hit,
-    on_insert=single_list_on_insert,
-    ready=rows.always_ready,
-)
+class SingleList(Kind):
+    """Kind of an LRU or FIFO state (see ``drive``): objects in one list, inserts
+    at the head, victims from the tail."""
+
+
+register_kernels(SingleList, StateKernels(
+    new=new_single_list, admit=rows.fits, victim=single_list_victim, on_hit=single_list_on_hit,
+    on_insert=single_list_on_insert, ready=rows.always_ready,
+))

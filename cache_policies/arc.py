@@ -8,9 +8,9 @@ shrinks it, and the object goes to T2; REPLACE evicts from T1 when it exceeds
 trimmed as in libCacheSim (|T1|+|B1| <= c, total <= 2c).
 
 The state is one array (``_rows``: slots, the four lists, ghosts, scalars;
-``p`` is kept as its float64 bits); the ``arc_*`` kernels run on it, from
-the jitclass methods (the live caches, ghosts found by key in a table) and
-from the simulator's replay loop (ghosts kept in their slots' rows) alike.
+``p`` is kept as its float64 bits); the ``arc_*`` kernels run on it in the
+live caches (ghosts found by key in a table) and in the simulator's replay
+loop (ghosts kept in their slots' rows) alike.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import _rows as rows
 from ._lists import NEXT
 from ._rows import FIRST_SLOT, POLICY_FIELDS, get, put
 from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 T1 = 0
 T2 = 1
@@ -62,16 +63,18 @@ def _set_p(a, p):
     put(a, P_BITS, _bits_of_float(p))
 
 
-@numba.njit(cache=True)
-def new_arc(capacity, max_slots):
+@numba.njit
+def new_arc(params):
     """The state array of an empty ARC cache of ``capacity`` bytes."""
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, min(2 * max_slots, 2 * max(capacity, 16)))
+    capacity, max_slots = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, min(2 * max_slots, 2 * max(capacity, 16)), 0,
+                  rows.ONE_PER_VICTIM)
     put(a, GHOST_HIT, NO_GHOST_HIT)
     _set_p(a, 0.0)
     return a
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def arc_admit(a, key, size):
     put(a, GHOST_HIT, NO_GHOST_HIT)
     put(a, INCOMING_SIZE, size)
@@ -89,7 +92,7 @@ def arc_admit(a, key, size):
     return size <= get(a, rows.CAPACITY)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def arc_victim(a):
     """Evict one slot (needs ``rows.ready(a, 1)``)."""
     capacity = get(a, rows.CAPACITY)
@@ -114,29 +117,28 @@ def arc_victim(a):
     return slot
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def arc_on_insert(a, slot, key, size):
     rows.insert(a, T1 if get(a, GHOST_HIT) == NO_GHOST_HIT else T2, slot, key, size)
     put(a, GHOST_HIT, NO_GHOST_HIT)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def arc_on_hit(a, slot):
     node = FIRST_SLOT + slot
     if a[rows.sentinel(T2), NEXT] != node:
         rows.move_to_head(a, T2, node)
 
 
-ARCState = rows.state_class(
-    "ARCState",
-    "ARC state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
-    admit=arc_admit,
-    victim=arc_victim,
-    on_hit=arc_on_hit,
-    on_insert=arc_on_insert,
-)
+class ARC(Kind):
+    """Kind of an ARC state (see ``drive``)."""
+
+
+register_kernels(ARC, StateKernels(
+    new=new_arc, admit=arc_admit, victim=arc_victim, on_hit=arc_on_hit, on_insert=arc_on_insert,
+))
 
 
 @register_policy("arc", {}, "adaptive replacement cache")
 def build_arc(capacity, max_slots):
-    return ARCState(new_arc(capacity, max_slots))
+    return ARC(), (capacity, max_slots)

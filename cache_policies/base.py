@@ -1,33 +1,21 @@
 """Policy registry and the ``Policy`` handle.
 
 A policy is a name plus resolved parameters; ``Policy.new_state(capacity,
-max_slots)`` builds the numba ``jitclass`` state machine that the simulator and
-the live caches drive through the slot protocol:
+max_slots)`` builds the ``drive.PolicyState`` (a kind and arrays, driven by
+cacheable ``njit`` kernels) that the simulator and the live caches drive
+through the slot protocol described in ``drive``: ``admit``, ``victim``,
+``on_insert``, ``on_hit``, ``remove``, ``take_evicted`` / ``n_pending``,
+``set_next_access``, and ``used`` / ``capacity`` / ``n_resident``
+(``capacity`` in bytes, or objects when every size is 1).
 
-- attributes ``capacity`` (bytes, or objects when every size is 1), ``used``
-  (bytes resident) and ``n_resident``;
-- ``admit(key, size) -> bool``: called on every miss before any eviction;
-- ``victim() -> slot``: evict one resident slot (internal moves happen inside);
-- ``on_insert(slot, key, size)``: the caller has evicted while
-  ``used + size > capacity``;
-- ``on_hit(slot)``; ``remove(slot)`` (invalidation, no ghost);
-- ``set_next_access(next_vtime)``: called before each request by the
-  simulator; only Belady uses it;
-- ``take_evicted() -> slot or -1`` and ``n_pending`` (int64): slots the
-  policy evicted on its own, which the caller drains (while ``n_pending > 0``)
-  after ``on_hit``, after ``admit`` and after its eviction loop.  Only LIRS
-  (which evicts during hits and admission, and may free several objects in
-  one step) and W-TinyLFU (SLRU probation overflow on a hit, byte sizes only)
-  ever have any; elsewhere ``n_pending`` stays 0.
+A policy module registers ``build(capacity, max_slots, **params) -> (kind,
+state params)`` with ``register_policy`` (it checks the parameters; the
+kind's ``new`` kernel makes the arrays from the state params) and its
+kernels for ``type(kind)`` with ``drive.register_kernels``.
 
 Every policy accepts ``admission`` (``"none"``, ``"second_hit"`` or
 ``"tinylfu"``), an admission filter in front of the policy, with
 ``admission_memory`` keys of history (0 = the cache's capacity in objects).
-
-A state class may also register ``StateKernels``: inlinable functions over
-its arrays that do what its methods do, so that the simulator's replay loop
-runs them with no per-request method call (numba reference counts every
-array a jitclass method touches, which costs more than the policy's own work).
 """
 
 from __future__ import annotations
@@ -35,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numba
 import numpy as np
+
+from .drive import PolicyState, new_state
 
 ADMISSION_FILTERS = ("none", "second_hit", "tinylfu")
 #: Parameters every policy accepts, with their defaults (declared once here).
@@ -57,66 +46,8 @@ class PolicySpec:
 _REGISTRY: dict[str, PolicySpec] = {}
 
 
-@dataclass(frozen=True)
-class StateKernels:
-    """A state class's protocol as functions over its array.
-
-    The class keeps its whole state, scalars included, in one array (numba
-    prunes reference counting from a loop only where the code it runs holds
-    a single array), returns it from ``kernel_state()``, reallocates it in
-    ``grow()`` and, after ``key_by_slot()``, takes every key to be its own
-    slot id (the simulator's dense ids).  Each kernel is a ``numba.njit``
-    function taking that array ``a`` first: ``ready(a, size)`` (a miss of
-    ``size`` bytes can be served, every victim included, without ``grow``),
-    ``admit(a, key, size)``, ``victim(a)``, ``on_hit(a, slot)``,
-    ``on_insert(a, slot, key, size)``, ``remove(a, slot)``, ``used(a)``,
-    ``capacity(a)``.  Such a class never has pending evictions and ignores
-    next-access times.
-    """
-
-    ready: Callable
-    admit: Callable
-    victim: Callable
-    on_hit: Callable
-    on_insert: Callable
-    remove: Callable
-    used: Callable
-    capacity: Callable
-
-
-_KERNELS: dict[Any, StateKernels] = {}
-
-
-def register_kernels(state_class, kernels: StateKernels) -> None:
-    """Record the ``StateKernels`` of jitclass ``state_class``."""
-    _KERNELS[state_class.class_type] = kernels
-
-
-def kernels_of(state) -> StateKernels | None:
-    """The ``StateKernels`` registered for ``state``'s class, if any."""
-    return _KERNELS.get(numba.typeof(state).class_type)
-
-
-def _no_evicted(self):
-    return -1
-
-
-def _ignore_next_access(self, next_vtime):
-    pass
-
-
-def protocol_defaults(cls):
-    """Give a state class (before ``jitclass``) the protocol methods most
-    policies leave trivial: ``take_evicted`` (nothing pending) and
-    ``set_next_access`` (ignored)."""
-    for name, method in (("take_evicted", _no_evicted), ("set_next_access", _ignore_next_access)):
-        if name not in cls.__dict__:
-            setattr(cls, name, method)
-    return cls
-
-
 def register_policy(name: str, defaults: dict[str, Any], summary: str, needs_next_access: bool = False):
-    """Decorator registering ``build(capacity, max_slots, **params) -> state`` under ``name``."""
+    """Decorator registering ``build(capacity, max_slots, **params) -> (kind, state params)`` under ``name``."""
 
     def wrap(build):
         if name in _REGISTRY:
@@ -204,7 +135,7 @@ class Policy:
         """Whether the policy reads next-access times (Belady): simulation only."""
         return self._spec.needs_next_access
 
-    def new_state(self, capacity: int, max_slots: int):
+    def new_state(self, capacity: int, max_slots: int) -> PolicyState:
         """Build a fresh state for ``capacity`` bytes over slots ``[0, max_slots)``."""
         capacity = int(capacity)
         max_slots = int(max_slots)
@@ -213,13 +144,13 @@ class Policy:
         if max_slots < 1:
             raise ValueError(f"max_slots must be >= 1, got {max_slots}")
         own = {k: v for k, v in self.params.items() if k not in COMMON_DEFAULTS}
-        state = self._spec.build(capacity, max_slots, **own)
-        if self.params["admission"] == "none":
-            return state
-        from .admission import wrap_with_filter
+        kind, params = self._spec.build(capacity, max_slots, **own)
+        if self.params["admission"] != "none":
+            from .admission import wrap_with_filter
 
-        memory = self.params["admission_memory"] or max(capacity, 1)
-        return wrap_with_filter(state, self.params["admission"], memory, max_slots)
+            memory = self.params["admission_memory"] or max(capacity, 1)
+            kind, params = wrap_with_filter(kind, params, self.params["admission"], memory, max_slots)
+        return new_state(kind, params)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready ``{"name": ..., "params": {...}}``."""

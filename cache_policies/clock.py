@@ -4,73 +4,68 @@ A hit raises the counter up to ``2**n_bit_counter - 1``.  To evict, look at
 the oldest object: while its counter is above zero, decrement it and move the
 object to the newest end; the first object found at zero leaves.  New objects
 start at ``init_freq``.
+
+The state is one ``_rows`` array (one list, a counter column, no ghosts).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import int64
-from numba.experimental import jitclass
+import numba
 
-from ._lists import SlotLists
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._rows import FIRST_SLOT, POLICY_FIELDS, get, put
+from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
+
+ONLY = 0
+# node column
+FREQ = rows.N_NODE_FIELDS
+# policy scalars
+MAX_FREQ = POLICY_FIELDS
+INIT_FREQ = POLICY_FIELDS + 1
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("max_freq", int64),
-        ("init_freq", int64),
-        ("freq", int64[::1]),
-        ("lists", SlotLists.class_type.instance_type),
-    ]
-)
-@protocol_defaults
-class ClockState:
-    """CLOCK state over slots ``[0, max_slots)``."""
+@numba.njit
+def new_clock(params):
+    """The state array of an empty CLOCK cache of ``capacity`` bytes."""
+    capacity, max_slots, max_freq, init_freq = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, 0, 0, 0)
+    put(a, MAX_FREQ, max_freq)
+    put(a, INIT_FREQ, init_freq)
+    return a
 
-    def __init__(self, capacity, max_slots, n_bit_counter, init_freq):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.max_freq = (1 << n_bit_counter) - 1
-        self.init_freq = init_freq
-        self.freq = np.zeros(max_slots, dtype=np.int64)
-        self.lists = SlotLists(max_slots, 1)
 
-    def admit(self, key, size):
-        return size <= self.capacity
+@rows.kernel
+def clock_victim(a):
+    node = rows.tail(a, ONLY)
+    while a[node, FREQ] >= 1:
+        a[node, FREQ] -= 1
+        rows.move_to_head(a, ONLY, node)
+        node = rows.tail(a, ONLY)
+    return rows.evict(a, node)
 
-    def victim(self):
-        lists = self.lists
-        slot = lists.tail(0)
-        while self.freq[slot] >= 1:
-            self.freq[slot] -= 1
-            lists.move_to_head(0, slot)
-            slot = lists.tail(0)
-        lists.unlink(slot)
-        self.used -= lists.size_of(slot)
-        self.n_resident -= 1
-        return slot
 
-    def on_insert(self, slot, key, size):
-        self.freq[slot] = self.init_freq
-        self.lists.push_head(0, slot, size)
-        self.used += size
-        self.n_resident += 1
+@rows.kernel
+def clock_on_insert(a, slot, key, size):
+    a[FIRST_SLOT + slot, FREQ] = get(a, INIT_FREQ)
+    rows.insert(a, ONLY, slot, key, size)
 
-    def on_hit(self, slot):
-        if self.freq[slot] < self.max_freq:
-            self.freq[slot] += 1
 
-    def remove(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size_of(slot)
-        self.n_resident -= 1
+@rows.kernel
+def clock_on_hit(a, slot):
+    node = FIRST_SLOT + slot
+    if a[node, FREQ] < get(a, MAX_FREQ):
+        a[node, FREQ] += 1
+
+
+class CLOCK(Kind):
+    """Kind of a CLOCK state (see ``drive``)."""
+
+
+register_kernels(CLOCK, StateKernels(
+    new=new_clock, admit=rows.fits, victim=clock_victim, on_hit=clock_on_hit, on_insert=clock_on_insert,
+    ready=rows.always_ready,
+))
 
 
 @register_policy("clock", {"n_bit_counter": 1, "init_freq": 0}, "FIFO with n-bit reference counters")
@@ -79,4 +74,4 @@ def build_clock(capacity, max_slots, n_bit_counter, init_freq):
         raise ValueError(f"clock: n_bit_counter must be in [1, 30], got {n_bit_counter}")
     if not 0 <= init_freq < (1 << n_bit_counter):
         raise ValueError(f"clock: init_freq must be in [0, 2**n_bit_counter), got {init_freq}")
-    return ClockState(capacity, max_slots, n_bit_counter, init_freq)
+    return CLOCK(), (capacity, max_slots, (1 << n_bit_counter) - 1, init_freq)

@@ -6,10 +6,10 @@ head, a hit changes nothing, and the victim is the tail.
 
 from __future__ import annotations
 
-from ._single_list import SingleListState, new_single_list
+from ._single_list import SingleList, new_single_list
 from .base import register_policy
 
 
 @register_policy("fifo", {}, "first in, first out")
 def build_fifo(capacity, max_slots):
-    return SingleListState(new_single_list(capacity, max_slots, False))
+    return SingleList(), (capacity, max_slots, False)

@@ -6,10 +6,10 @@ head, an insert puts it at the head, and the victim is the tail.
 
 from __future__ import annotations
 
-from ._single_list import SingleListState, new_single_list
+from ._single_list import SingleList, new_single_list
 from .base import register_policy
 
 
 @register_policy("lru", {}, "least recently used")
 def build_lru(capacity, max_slots):
-    return SingleListState(new_single_list(capacity, max_slots, True))
+    return SingleList(), (capacity, max_slots, True)

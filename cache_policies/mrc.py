@@ -2,7 +2,7 @@
 
 - ``miss_ratio_curve(keys, policies, capacities)`` simulates every pair; the
   replay loop releases the GIL, so a thread pool keeps ``workers`` cores busy
-  and every policy compiles once per process.
+  and each policy's replay is compiled (or loaded from the disk cache) first.
 - ``lru_miss_ratio_curve(keys, capacities)`` gets LRU at every size from one
   pass: an object is still cached at its next request iff its own size plus
   the bytes of the distinct keys requested since fit in the cache (the

@@ -6,68 +6,66 @@ the capacity under LRU.  A miss is refused when the pinned bytes already
 cached leave no room for it, so pinned rows that do not fit are simply not
 cached.  Embedding tables have a stable hot head, so pinning it avoids the
 churn an adaptive policy would spend relearning it.
+
+The state is one ``_rows`` array: the lists ``DYNAMIC`` (LRU) and ``PINNED``
+over the slots, and the pinned keys in its key table.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import int64
-from numba.experimental import jitclass
 
-from ._keymap import KeyMap
-from ._lists import SlotLists
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._lists import NEXT
+from ._rows import FIRST_SLOT, HEADER_ROWS
+from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 DYNAMIC = 0
 PINNED = 1
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("pinned", KeyMap.class_type.instance_type),
-        ("lists", SlotLists.class_type.instance_type),
-    ]
-)
-@protocol_defaults
-class PinnedState:
-    """Pinned keys in list ``PINNED`` (never evicted), LRU over list ``DYNAMIC``."""
+@numba.njit
+def new_pinned(params):
+    """The state array of an empty pinned cache of ``capacity`` bytes."""
+    capacity, max_slots, pinned_keys = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, pinned_keys.shape[0], 0, 0)
+    for key in pinned_keys:
+        rows.table_put(a, key, 1)
+    return a
 
-    def __init__(self, capacity, max_slots, pinned_keys):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.pinned = KeyMap(pinned_keys.shape[0])
-        for k in pinned_keys:
-            self.pinned.put(k, 1)
-        self.lists = SlotLists(max_slots, 2)
 
-    def admit(self, key, size):
-        return self.lists.nbytes(PINNED) + size <= self.capacity
+@rows.kernel
+def pinned_admit(a, key, size):
+    return rows.list_bytes(a, PINNED) + size <= rows.get(a, rows.CAPACITY)
 
-    def victim(self):
-        slot = self.lists.pop_tail(DYNAMIC)
-        self.used -= self.lists.size_of(slot)
-        self.n_resident -= 1
-        return slot
 
-    def on_insert(self, slot, key, size):
-        self.lists.push_head(PINNED if self.pinned.contains(key) else DYNAMIC, slot, size)
-        self.used += size
-        self.n_resident += 1
+@rows.kernel
+def pinned_victim(a):
+    return rows.evict(a, rows.tail(a, DYNAMIC))
 
-    def on_hit(self, slot):
-        if self.lists.list_of(slot) == DYNAMIC:
-            self.lists.move_to_head(DYNAMIC, slot)
 
-    def remove(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size_of(slot)
-        self.n_resident -= 1
+@rows.kernel
+def pinned_on_insert(a, slot, key, size):
+    rows.insert(a, PINNED if rows.find_key_row(a, key) != -1 else DYNAMIC, slot, key, size)
+
+
+@rows.kernel
+def pinned_on_hit(a, slot):
+    node = FIRST_SLOT + slot
+    if a[node, rows.LIST] == DYNAMIC and a[HEADER_ROWS + DYNAMIC, NEXT] != node:
+        rows.move_to_head(a, DYNAMIC, node)
+
+
+class Pinned(Kind):
+    """Kind of a pinned state (see ``drive``)."""
+
+
+register_kernels(Pinned, StateKernels(
+    new=new_pinned, admit=pinned_admit, victim=pinned_victim, on_hit=pinned_on_hit, on_insert=pinned_on_insert,
+    ready=rows.always_ready, key_by_slot=rows.keys_stay_keys,
+))
 
 
 def top_keys(keys, n: int) -> np.ndarray:
@@ -86,4 +84,4 @@ def build_pinned(capacity, max_slots, pinned_keys):
     keys = np.zeros(0, dtype=np.int64) if pinned_keys is None else np.asarray(pinned_keys)
     if keys.ndim != 1 or (keys.size and not np.issubdtype(keys.dtype, np.integer)):
         raise ValueError("pinned: pinned_keys must be a one-dimensional sequence of integer keys")
-    return PinnedState(capacity, max_slots, np.ascontiguousarray(keys, dtype=np.int64))
+    return Pinned(), (capacity, max_slots, np.ascontiguousarray(keys, dtype=np.int64))

@@ -11,9 +11,9 @@ M.  Objects at least as large as S are refused (libCacheSim evicts for them
 first and then refuses; here ``admit`` refuses before any eviction).
 
 The state is one array (``_rows``: slots with a hit counter, the three
-queues, ghosts, scalars); the ``s3fifo_*`` kernels run on it, from the
-jitclass methods (the live caches, ghosts found by key in a table) and from
-the simulator's replay loop (ghosts kept in their slots' rows) alike.
+queues, ghosts, scalars); the ``s3fifo_*`` kernels run on it in the live
+caches (ghosts found by key in a table) and in the simulator's replay loop
+(ghosts kept in their slots' rows) alike.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 import numba
 
 from . import _rows as rows
-from ._rows import FIRST_SLOT, POLICY_FIELDS, SIZE, get, put
+from ._rows import FIRST_SLOT, POLICY_FIELDS, get, put
 from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 SMALL = 0
 MAIN = 1
@@ -38,10 +39,12 @@ HAS_EVICTED = POLICY_FIELDS + 4
 GHOST_HIT = POLICY_FIELDS + 5
 
 
-@numba.njit(cache=True)
-def new_s3fifo(capacity, max_slots, small_capacity, ghost_capacity, threshold):
+@numba.njit
+def new_s3fifo(params):
     """The state array of an empty S3-FIFO cache of ``capacity`` bytes."""
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, min(max_slots, max(ghost_capacity, 16)))
+    capacity, max_slots, small_capacity, ghost_capacity, threshold = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, min(max_slots, max(ghost_capacity, 16)), 0,
+                  rows.ONE_PER_VICTIM)
     put(a, SMALL_CAPACITY, small_capacity)
     put(a, MAIN_CAPACITY, capacity - small_capacity)
     put(a, GHOST_CAPACITY, ghost_capacity)
@@ -49,21 +52,7 @@ def new_s3fifo(capacity, max_slots, small_capacity, ghost_capacity, threshold):
     return a
 
 
-@numba.njit(inline="always")
-def _remember(a, node):
-    """Make ``node``, just evicted, the newest ghost, dropping the oldest ghosts
-    while the ghost bytes would exceed their budget (an object larger than
-    the whole budget is not remembered)."""
-    size = a[node, SIZE]
-    budget = get(a, GHOST_CAPACITY)
-    if size > budget:
-        return
-    while rows.list_bytes(a, GHOST) + size > budget:
-        rows.forget_oldest_ghost(a, GHOST)
-    rows.push_ghost(a, GHOST, node)
-
-
-@numba.njit(cache=True)
+@rows.kernel
 def s3fifo_admit(a, key, size):
     ghost = rows.find_ghost(a, key)
     ghost_hit = ghost != -1
@@ -76,7 +65,7 @@ def s3fifo_admit(a, key, size):
     return ghost_hit or size < small_capacity
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def s3fifo_victim(a):
     """Evict one slot (needs ``rows.ready(a, 1)``)."""
     put(a, HAS_EVICTED, 1)
@@ -101,12 +90,12 @@ def s3fifo_victim(a):
                 break
         if node != -1:
             slot = rows.evict(a, node)
-            _remember(a, node)
+            rows.remember(a, GHOST, node, get(a, GHOST_CAPACITY))
             return slot
     return rows.evict(a, node)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def s3fifo_on_insert(a, slot, key, size):
     a[FIRST_SLOT + slot, FREQ] = 0
     to_main = get(a, GHOST_HIT) != 0 or (
@@ -116,19 +105,18 @@ def s3fifo_on_insert(a, slot, key, size):
     put(a, GHOST_HIT, 0)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def s3fifo_on_hit(a, slot):
     a[FIRST_SLOT + slot, FREQ] += 1
 
 
-S3FIFOState = rows.state_class(
-    "S3FIFOState",
-    "S3-FIFO state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
-    admit=s3fifo_admit,
-    victim=s3fifo_victim,
-    on_hit=s3fifo_on_hit,
-    on_insert=s3fifo_on_insert,
-)
+class S3FIFO(Kind):
+    """Kind of an S3-FIFO state (see ``drive``)."""
+
+
+register_kernels(S3FIFO, StateKernels(
+    new=new_s3fifo, admit=s3fifo_admit, victim=s3fifo_victim, on_hit=s3fifo_on_hit, on_insert=s3fifo_on_insert,
+))
 
 
 @register_policy(
@@ -145,4 +133,4 @@ def build_s3fifo(capacity, max_slots, small_size_ratio, ghost_size_ratio, move_t
         raise ValueError(f"s3fifo: move_to_main_threshold must be >= 1, got {move_to_main_threshold}")
     small = int(capacity * small_size_ratio)
     ghost = int(capacity * ghost_size_ratio)
-    return S3FIFOState(new_s3fifo(capacity, max_slots, small, ghost, move_to_main_threshold))
+    return S3FIFO(), (capacity, max_slots, small, ghost, move_to_main_threshold)

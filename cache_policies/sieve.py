@@ -18,6 +18,7 @@ from . import _rows as rows
 from ._lists import PREV
 from ._rows import FIRST_SLOT, HEADER_ROWS, POLICY_FIELDS, get, put
 from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 QUEUE = 0
 SENTINEL = HEADER_ROWS + QUEUE
@@ -28,10 +29,11 @@ VISITED = rows.N_NODE_FIELDS
 HAND = POLICY_FIELDS
 
 
-@numba.njit(cache=True)
-def new_sieve(capacity, max_slots):
+@numba.njit
+def new_sieve(params):
     """The state array of an empty SIEVE cache of ``capacity`` bytes."""
-    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, 0)
+    capacity, max_slots = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS + 1, 0, 0, 0)
     put(a, HAND, NO_HAND)
     return a
 
@@ -43,12 +45,7 @@ def _rest_hand_before(a, node):
     put(a, HAND, NO_HAND if newer == SENTINEL else newer)
 
 
-@numba.njit(cache=True)
-def sieve_admit(a, key, size):
-    return size <= get(a, rows.CAPACITY)
-
-
-@numba.njit(cache=True)
+@rows.kernel
 def sieve_victim(a):
     node = get(a, HAND)
     if node == NO_HAND:
@@ -62,18 +59,18 @@ def sieve_victim(a):
     return rows.evict(a, node)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def sieve_on_hit(a, slot):
     a[FIRST_SLOT + slot, VISITED] = 1
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def sieve_on_insert(a, slot, key, size):
     a[FIRST_SLOT + slot, VISITED] = 0
     rows.insert(a, QUEUE, slot, key, size)
 
 
-@numba.njit(cache=True)
+@rows.kernel
 def sieve_remove(a, slot):
     node = FIRST_SLOT + slot
     if get(a, HAND) == node:
@@ -81,18 +78,16 @@ def sieve_remove(a, slot):
     rows.evict(a, node)
 
 
-SieveState = rows.state_class(
-    "SieveState",
-    "SIEVE state over slots ``[0, max_slots)``, all in one ``_rows`` array.",
-    admit=sieve_admit,
-    victim=sieve_victim,
-    on_hit=sieve_on_hit,
-    on_insert=sieve_on_insert,
-    ready=rows.always_ready,
-    remove=sieve_remove,
-)
+class SIEVE(Kind):
+    """Kind of a SIEVE state (see ``drive``)."""
+
+
+register_kernels(SIEVE, StateKernels(
+    new=new_sieve, admit=rows.fits, victim=sieve_victim, on_hit=sieve_on_hit, on_insert=sieve_on_insert,
+    ready=rows.always_ready, remove=sieve_remove,
+))
 
 
 @register_policy("sieve", {}, "SIEVE (FIFO with visited bit and hand)")
 def build_sieve(capacity, max_slots):
-    return SieveState(new_sieve(capacity, max_slots))
+    return SIEVE(), (capacity, max_slots)

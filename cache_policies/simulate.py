@@ -2,15 +2,13 @@
 
 Keys are remapped to dense ids ``0..n_keys-1`` that serve as slot ids, so a
 state is built with ``max_slots = n_keys``.  The replay loop is one ``njit``
-function (``_make_replay``), specialised by numba for each state type (not
-cached on disk: numba keys jitclass types by object id, so each process
-compiles them once).  A state with ``StateKernels`` (ARC, S3-FIFO, LRU,
-FIFO, SIEVE) is replayed on its array through its kernels, with each key's
-slot id as its key (``key_by_slot``); any other state through its methods,
-seeing the original keys in ``admit`` and ``on_insert``.  The request loop
-follows libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a miss
-asks ``admit`` and, if admitted, evicts while ``used + size > capacity``
-and then inserts.  A refused miss still counts as a miss.  After
+function (``_replay``), specialised by numba for each policy's kind and
+cached on disk like every kernel it runs (see ``drive``).  It runs the
+policy's kernels on its arrays, with each key's slot id as its key where
+the policy allows it (``key_by_slot``), else the original keys.  The request
+loop follows libCacheSim's ``cache_get_base``: a hit calls ``on_hit``; a
+miss asks ``admit`` and, if admitted, evicts while ``used + size >
+capacity`` and then inserts.  A refused miss still counts as a miss.  After
 ``on_hit``, ``admit`` and the eviction loop, slots from ``take_evicted``
 are dropped.
 """
@@ -25,7 +23,7 @@ import numba
 import numpy as np
 
 from .base import Policy, as_policy
-from .drive import Drive, drive_of
+from .drive import kernels
 from .setassoc import is_setassoc, simulate_setassoc
 
 NEVER = -1
@@ -233,114 +231,90 @@ def _evict(slot, keys_of_slot, resident, record, n_evicted, evicted_keys, i):
         _log_eviction(keys_of_slot[slot], n_evicted, evicted_keys, i)
 
 
-def _make_replay(drive: Drive, slot_keys: bool):
-    """The replay loop over a state seen through ``st = drive.view(state)`` (the
-    state itself, or its ``StateKernels`` array), which every other function
-    of ``drive`` takes first.  With ``slot_keys`` the policy is told each
-    request's dense id (its slot) as the key.
-
-    ``run`` replays from request ``start`` and stops before a miss that
-    ``ready(st, size)`` says needs room first; ``replay`` then grows the state
-    and runs on.  ``st`` is never reassigned inside ``run``'s loop: numba
-    would otherwise reference count it on every request.
-    """
-    view, grow, ops = drive.view, drive.grow, drive.ops
-    ready, admit, victim, on_hit, on_insert = ops.ready, ops.admit, ops.victim, ops.on_hit, ops.on_insert
-    remove, used, capacity = ops.remove, ops.used, ops.capacity
-    n_pending, take_evicted, set_next_access = drive.n_pending, drive.take_evicted, drive.set_next_access
-
-    @numba.njit(nogil=True)
-    def run(
-        st, start, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
-    ):
-        hits = 0
-        byte_hits = 0
-        byte_misses = 0
-        use_next = next_access.shape[0] > 0
-        unit = sizes.shape[0] == 0
-        use_invalidate = invalidate.shape[0] > 0
-        record = outcome.shape[0] > 0
-        for i in range(start, ids.shape[0]):
-            slot = ids[i]
-            size = 1 if unit else sizes[i]
-            if use_invalidate and invalidate[i]:
-                if resident[slot]:
-                    remove(st, slot)
-                    resident[slot] = False
-                if record:
-                    outcome[i] = INVALIDATED
-                continue
-            if use_next:
-                set_next_access(st, next_access[i])
+@numba.njit(nogil=True, cache=True)
+def _run(kind, st, slot_keys, start, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome,
+         n_evicted, evicted_keys):
+    """Replay from request ``start`` through the kernels of ``kind`` on view ``st``;
+    stop before a miss that ``ready`` says needs room first.  With ``slot_keys``
+    the policy is told each request's dense id (its slot) as the key.  ``st`` is
+    never reassigned here: numba would otherwise reference count it on every
+    request."""
+    k = kernels(kind)
+    hits = 0
+    byte_hits = 0
+    byte_misses = 0
+    use_next = next_access.shape[0] > 0
+    unit = sizes.shape[0] == 0
+    use_invalidate = invalidate.shape[0] > 0
+    record = outcome.shape[0] > 0
+    for i in range(start, ids.shape[0]):
+        slot = ids[i]
+        size = 1 if unit else sizes[i]
+        if use_invalidate and invalidate[i]:
             if resident[slot]:
-                on_hit(st, slot)
-                while n_pending(st) > 0:
-                    _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-                hits += 1
-                byte_hits += size
-                if record:
-                    outcome[i] = HIT
-                continue
-            if not ready(st, size):
-                return i, hits, byte_hits, byte_misses
-            byte_misses += size
-            key = slot if slot_keys else keys[i]
-            admitted = admit(st, key, size)
-            while n_pending(st) > 0:
-                _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+                k.remove(st, slot)
+                resident[slot] = False
             if record:
-                outcome[i] = INSERTED if admitted else REFUSED
-            if not admitted:
-                continue
-            while used(st) + size > capacity(st):
-                evicted = victim(st)
-                _drop(evicted, resident)
-                if record:
-                    _log_eviction(keys_of_slot[evicted], n_evicted, evicted_keys, i)
-            while n_pending(st) > 0:
-                _evict(take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
-            on_insert(st, slot, key, size)
-            resident[slot] = True
-            if used(st) > capacity(st):
-                raise RuntimeError("policy exceeded its capacity after an insert")
-        return ids.shape[0], hits, byte_hits, byte_misses
-
-    @numba.njit(nogil=True)
-    def replay(
-        state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
-    ):
-        hits = 0
-        byte_hits = 0
-        byte_misses = 0
-        start = 0
-        while True:
-            start, h, bh, bm = run(
-                view(state), start, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome,
-                n_evicted, evicted_keys,
-            )
-            hits += h
-            byte_hits += bh
-            byte_misses += bm
-            if start == ids.shape[0]:
-                return hits, byte_hits, byte_misses
-            grow(state)
-
-    return replay
-
-
-_REPLAYS: dict[Drive, Any] = {}
+                outcome[i] = INVALIDATED
+            continue
+        if use_next:
+            k.set_next_access(st, next_access[i])
+        if resident[slot]:
+            k.on_hit(st, slot)
+            while k.n_pending(st) > 0:
+                _evict(k.take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+            hits += 1
+            byte_hits += size
+            if record:
+                outcome[i] = HIT
+            continue
+        if not k.ready(st, size):
+            return i, hits, byte_hits, byte_misses
+        byte_misses += size
+        key = slot if slot_keys else keys[i]
+        admitted = k.admit(st, key, size)
+        while k.n_pending(st) > 0:
+            _evict(k.take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+        if record:
+            outcome[i] = INSERTED if admitted else REFUSED
+        if not admitted:
+            continue
+        while k.used(st) + size > k.capacity(st):
+            evicted = k.victim(st)
+            _drop(evicted, resident)
+            if record:
+                _log_eviction(keys_of_slot[evicted], n_evicted, evicted_keys, i)
+        while k.n_pending(st) > 0:
+            _evict(k.take_evicted(st), keys_of_slot, resident, record, n_evicted, evicted_keys, i)
+        k.on_insert(st, slot, key, size)
+        resident[slot] = True
+        if k.used(st) > k.capacity(st):
+            raise RuntimeError("policy exceeded its capacity after an insert")
+    return ids.shape[0], hits, byte_hits, byte_misses
 
 
-def _replay_for(state):
-    """The replay loop for ``state``'s ``Drive``; on kernels, each key is its own
-    slot (``state.key_by_slot()``, as ``simulate`` gives every key a slot for good)."""
-    drive = drive_of(state)
-    if drive.kernels:
-        state.key_by_slot()
-    replay = _REPLAYS.get(drive)
-    if replay is None:
-        replay = _REPLAYS[drive] = _make_replay(drive, slot_keys=drive.kernels)
-    return replay
+@numba.njit(nogil=True, cache=True)
+def _replay(state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted,
+            evicted_keys):
+    """Replay every request through fresh ``state``, growing its view whenever a
+    miss needs room; returns hits, byte hits and byte misses."""
+    k = kernels(state.kind)
+    slot_keys = k.key_by_slot(state.arrays)
+    hits = 0
+    byte_hits = 0
+    byte_misses = 0
+    start = np.int64(0)  # not a literal 0, which would compile _run twice
+    while True:
+        start, h, bh, bm = _run(
+            state.kind, state.arrays, slot_keys, start, keys, ids, sizes, next_access, invalidate, resident,
+            keys_of_slot, outcome, n_evicted, evicted_keys,
+        )
+        hits += h
+        byte_hits += bh
+        byte_misses += bm
+        if start == ids.shape[0]:
+            return hits, byte_hits, byte_misses
+        state.arrays = k.grow(state.arrays, 1 if sizes.shape[0] == 0 else sizes[start])
 
 
 def _as_keys(keys) -> np.ndarray:
@@ -462,7 +436,7 @@ def simulate(
     evicted_keys = np.zeros(n_log + 1, dtype=np.int64)  # last entry: fill cursor
     if record:
         keys_of_slot[ids] = keys
-    hits, byte_hits, byte_misses = _replay_for(state)(
+    hits, byte_hits, byte_misses = _replay(
         state, keys, ids, sizes, next_access, invalidate, resident, keys_of_slot, outcome, n_evicted, evicted_keys
     )
     log = None

@@ -11,102 +11,104 @@ Protocol note: for such a ghost hit, ``used`` reads ``|Am| + max(|Ain|,
 share of Ain)`` between ``admit`` and ``on_insert``, so that the caller's
 ``while used + size > capacity: victim()`` loop also makes the room ``Am``
 needs (libCacheSim evicts those inside its insert).
+
+The state is one ``_rows`` array (slots, the lists ``Ain`` and ``Am``, the
+ghost list ``Aout``, scalars).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import boolean, int64
-from numba.experimental import jitclass
+import numba
 
-from ._keymap import KeyList
-from ._lists import SlotLists
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._rows import FIRST_SLOT, POLICY_FIELDS, get, put
+from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 AIN = 0
 AM = 1
+AOUT = 2
+# policy scalars
+AIN_CAPACITY = POLICY_FIELDS
+AOUT_CAPACITY = POLICY_FIELDS + 1
+GHOST_HIT = POLICY_FIELDS + 2
+INCOMING_SIZE = POLICY_FIELDS + 3
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("n_pending", int64),
-        ("ain_capacity", int64),
-        ("am_capacity", int64),
-        ("ghost_hit", boolean),
-        ("incoming_size", int64),
-        ("key_of", int64[::1]),
-        ("lists", SlotLists.class_type.instance_type),
-        ("aout", KeyList.class_type.instance_type),
-    ]
-)
-@protocol_defaults
-class TwoQState:
-    """2Q state over slots ``[0, max_slots)``."""
+@numba.njit
+def new_twoq(params):
+    """The state array of an empty 2Q cache of ``capacity`` bytes."""
+    capacity, max_slots, ain_capacity, aout_capacity = params
+    a = rows.new_rows(capacity, max_slots, rows.N_NODE_FIELDS, min(max_slots, max(aout_capacity, 16)), 0,
+                      rows.ONE_PER_VICTIM)
+    put(a, AIN_CAPACITY, ain_capacity)
+    put(a, AOUT_CAPACITY, aout_capacity)
+    return a
 
-    def __init__(self, capacity, max_slots, ain_capacity, aout_capacity):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.n_pending = 0
-        self.ain_capacity = ain_capacity
-        self.am_capacity = capacity - ain_capacity
-        self.ghost_hit = False
-        self.incoming_size = 0
-        self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.lists = SlotLists(max_slots, 2)
-        self.aout = KeyList(aout_capacity, min(max_slots, max(aout_capacity, 16)))
 
-    def _resident_bytes(self):
-        return self.lists.nbytes(AIN) + self.lists.nbytes(AM)
+@numba.njit(inline="always")
+def _update_used(a):
+    ain = rows.list_bytes(a, AIN)
+    if get(a, GHOST_HIT):
+        ain = max(ain, get(a, AIN_CAPACITY))
+    put(a, rows.USED, ain + rows.list_bytes(a, AM))
 
-    def _update_used(self):
-        if self.ghost_hit:
-            self.used = self.lists.nbytes(AM) + max(self.lists.nbytes(AIN), self.ain_capacity)
-        else:
-            self.used = self._resident_bytes()
 
-    def admit(self, key, size):
-        self.ghost_hit = self.aout.remove(key)
-        self.incoming_size = size
-        ok = size <= self.ain_capacity and size <= self.capacity
-        if not ok:
-            self.ghost_hit = False
-        self._update_used()
-        return ok
+@rows.kernel
+def twoq_admit(a, key, size):
+    ghost = rows.find_ghost(a, key)
+    if ghost != -1:
+        rows.forget_ghost(a, ghost)
+    put(a, INCOMING_SIZE, size)
+    ok = size <= get(a, AIN_CAPACITY) and size <= get(a, rows.CAPACITY)
+    put(a, GHOST_HIT, ghost != -1 and ok)
+    _update_used(a)
+    return ok
 
-    def victim(self):
-        lists = self.lists
-        needs_room = self._resident_bytes() + self.incoming_size > self.capacity
-        if needs_room and (lists.nbytes(AIN) > self.ain_capacity or lists.count(AM) == 0):
-            slot = lists.pop_tail(AIN)
-            self.aout.push(self.key_of[slot], lists.size_of(slot))
-        else:
-            slot = lists.pop_tail(AM)
-        self.n_resident -= 1
-        self._update_used()
-        return slot
 
-    def on_insert(self, slot, key, size):
-        self.key_of[slot] = key
-        if self.ghost_hit:
-            self.lists.push_head(AM, slot, size)
-            self.ghost_hit = False
-        else:
-            self.lists.push_head(AIN, slot, size)
-        self.n_resident += 1
-        self._update_used()
+@rows.kernel
+def twoq_victim(a):
+    """Evict one slot (needs ``rows.ready(a, 1)``)."""
+    ain = rows.list_bytes(a, AIN)
+    needs_room = ain + rows.list_bytes(a, AM) + get(a, INCOMING_SIZE) > get(a, rows.CAPACITY)
+    if (needs_room and ain > get(a, AIN_CAPACITY)) or rows.list_empty(a, AM):
+        node = rows.tail(a, AIN)
+        slot = rows.evict(a, node)
+        rows.remember(a, AOUT, node, get(a, AOUT_CAPACITY))
+    else:
+        slot = rows.evict(a, rows.tail(a, AM))
+    _update_used(a)
+    return slot
 
-    def on_hit(self, slot):
-        if self.lists.list_of(slot) == AM:
-            self.lists.move_to_head(AM, slot)
 
-    def remove(self, slot):
-        self.lists.unlink(slot)
-        self.n_resident -= 1
-        self._update_used()
+@rows.kernel
+def twoq_on_insert(a, slot, key, size):
+    rows.insert(a, AM if get(a, GHOST_HIT) else AIN, slot, key, size)
+    put(a, GHOST_HIT, 0)
+    _update_used(a)
+
+
+@rows.kernel
+def twoq_on_hit(a, slot):
+    node = FIRST_SLOT + slot
+    if a[node, rows.LIST] == AM:
+        rows.move_to_head(a, AM, node)
+
+
+@rows.kernel
+def twoq_remove(a, slot):
+    rows.remove(a, slot)
+    _update_used(a)
+
+
+class TwoQ(Kind):
+    """Kind of a 2Q state (see ``drive``)."""
+
+
+register_kernels(TwoQ, StateKernels(
+    new=new_twoq, admit=twoq_admit, victim=twoq_victim, on_hit=twoq_on_hit, on_insert=twoq_on_insert,
+    remove=twoq_remove,
+))
 
 
 @register_policy("twoq", {"ain_size_ratio": 0.25, "aout_size_ratio": 0.5}, "2Q (FIFO Ain, ghost Aout, LRU Am)")
@@ -115,4 +117,4 @@ def build_twoq(capacity, max_slots, ain_size_ratio, aout_size_ratio):
         raise ValueError(f"twoq: ain_size_ratio must be in (0, 1), got {ain_size_ratio}")
     if aout_size_ratio < 0.0:
         raise ValueError(f"twoq: aout_size_ratio must be >= 0, got {aout_size_ratio}")
-    return TwoQState(capacity, max_slots, int(capacity * ain_size_ratio), int(capacity * aout_size_ratio))
+    return TwoQ(), (capacity, max_slots, int(capacity * ain_size_ratio), int(capacity * aout_size_ratio))

@@ -13,143 +13,138 @@ considered (window hits are not counted) and halves after ``32 * main size``
 main hits, as in libCacheSim; its hashes differ, so miss ratios match
 libCacheSim's only approximately.  ``doorkeeper=True`` adds Caffeine's
 doorkeeper Bloom filter in front of the counters.
+
+The state is one ``_rows`` array: the three lists over the slots, then, in
+the extra rows, the stack of pending evictions and the sketch (``_sketch``).
+The sketch hashes keys, so the policy is always told the real ones.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import int64
-from numba.experimental import jitclass
+import numba
 
-from ._lists import SlotLists
-from ._sketch import FrequencySketch, new_sketch
-from .base import protocol_defaults, register_policy
+from . import _rows as rows
+from ._rows import FIRST_SLOT, POLICY_FIELDS, SIZE, add, get, put
+from ._sketch import sketch_add, sketch_estimate, sketch_halve, sketch_init, sketch_shape
+from .base import register_policy
+from .drive import Kind, StateKernels, register_kernels
 
 WINDOW = 0
 PROBATION = 1
 PROTECTED = 2
+# policy scalars (then the sketch's)
+WINDOW_CAPACITY = POLICY_FIELDS
+MAIN_CAPACITY = POLICY_FIELDS + 1
+PROBATION_CAPACITY = POLICY_FIELDS + 2
+PROTECTED_CAPACITY = POLICY_FIELDS + 3
+MAIN_HITS = POLICY_FIELDS + 4
+DECAY_PERIOD = POLICY_FIELDS + 5
+SKETCH = POLICY_FIELDS + 6
 
 
-@jitclass(
-    [
-        ("capacity", int64),
-        ("used", int64),
-        ("n_resident", int64),
-        ("window_capacity", int64),
-        ("main_capacity", int64),
-        ("probation_capacity", int64),
-        ("protected_capacity", int64),
-        ("pending", int64[::1]),
-        ("n_pending", int64),
-        ("main_hits", int64),
-        ("decay_period", int64),
-        ("key_of", int64[::1]),
-        ("lists", SlotLists.class_type.instance_type),
-        ("sketch", FrequencySketch.class_type.instance_type),
-    ]
-)
-@protocol_defaults
-class WTinyLFUState:
-    """W-TinyLFU state over slots ``[0, max_slots)``."""
+@numba.njit
+def new_wtinylfu(params):
+    """The state array of an empty W-TinyLFU cache of ``capacity`` bytes."""
+    (capacity, max_slots, window_capacity, probation_capacity, protected_capacity, n_counters, n_hashes,
+     doorkeeper) = params
+    n_fields = rows.N_NODE_FIELDS
+    pending_rows = rows.packed_rows(max_slots, n_fields)
+    a = rows.new_rows(capacity, max_slots, n_fields, 0, pending_rows + rows.packed_rows(n_counters, n_fields), 0)
+    main = capacity - window_capacity
+    put(a, rows.PENDING_FIRST, get(a, rows.EXTRA_FIRST))
+    put(a, WINDOW_CAPACITY, window_capacity)
+    put(a, MAIN_CAPACITY, main)
+    put(a, PROBATION_CAPACITY, probation_capacity)
+    put(a, PROTECTED_CAPACITY, protected_capacity)
+    put(a, DECAY_PERIOD, 32 * main)
+    sketch_init(a, SKETCH, get(a, rows.EXTRA_FIRST) + pending_rows, n_counters, n_hashes, doorkeeper)
+    return a
 
-    def __init__(self, capacity, max_slots, window_capacity, protected_ratio, sketch):
-        self.capacity = capacity
-        self.used = 0
-        self.n_resident = 0
-        self.window_capacity = window_capacity
-        self.main_capacity = capacity - window_capacity
-        self.protected_capacity = int64(self.main_capacity * protected_ratio)
-        self.probation_capacity = int64(self.main_capacity * (1.0 - protected_ratio))
-        self.pending = np.zeros(max_slots, dtype=np.int64)
-        self.n_pending = 0
-        self.main_hits = 0
-        self.decay_period = 32 * self.main_capacity
-        self.key_of = np.zeros(max_slots, dtype=np.int64)
-        self.lists = SlotLists(max_slots, 3)
-        self.sketch = sketch
 
-    def admit(self, key, size):
-        return size <= self.capacity and size <= self.window_capacity and size <= self.probation_capacity
+@rows.kernel
+def wtinylfu_admit(a, key, size):
+    return size <= get(a, rows.CAPACITY) and size <= get(a, WINDOW_CAPACITY) and size <= get(a, PROBATION_CAPACITY)
 
-    def _main_bytes(self):
-        return self.lists.nbytes(PROBATION) + self.lists.nbytes(PROTECTED)
 
-    def _enter_main(self, slot):
-        lists = self.lists
-        size = lists.size_of(slot)
-        if lists.nbytes(PROBATION) + size > self.probation_capacity and (
-            lists.nbytes(PROTECTED) + size <= self.protected_capacity
-        ):
-            lists.move_to_head(PROTECTED, slot)
-        else:
-            lists.move_to_head(PROBATION, slot)
+@numba.njit(inline="always")
+def _main_bytes(a):
+    return rows.list_bytes(a, PROBATION) + rows.list_bytes(a, PROTECTED)
 
-    def _main_victim(self):
-        if self.lists.count(PROBATION) > 0:
-            return self.lists.tail(PROBATION)
-        return self.lists.tail(PROTECTED)
 
-    def _leave(self, slot):
-        self.lists.unlink(slot)
-        self.used -= self.lists.size_of(slot)
-        self.n_resident -= 1
-        return slot
+@numba.njit(inline="always")
+def _enter_main(a, node):
+    size = a[node, SIZE]
+    if rows.list_bytes(a, PROBATION) + size > get(a, PROBATION_CAPACITY) and (
+        rows.list_bytes(a, PROTECTED) + size <= get(a, PROTECTED_CAPACITY)
+    ):
+        rows.move_to_head(a, PROTECTED, node)
+    else:
+        rows.move_to_head(a, PROBATION, node)
 
-    def victim(self):
-        lists = self.lists
-        while lists.count(WINDOW) > 0:
-            candidate = lists.tail(WINDOW)
-            key = self.key_of[candidate]
-            if self._main_bytes() + lists.size_of(candidate) <= self.main_capacity:
-                self._enter_main(candidate)
-                self.sketch.add(key)
-                continue
-            main_victim = self._main_victim()
-            if self.sketch.estimate(key) > self.sketch.estimate(self.key_of[main_victim]):
-                self._leave(main_victim)
-                self._enter_main(candidate)
-                self.sketch.add(key)
-                return main_victim
-            self.sketch.add(key)
-            return self._leave(candidate)
-        return self._leave(self._main_victim())
 
-    def on_insert(self, slot, key, size):
-        self.key_of[slot] = key
-        self.lists.push_head(WINDOW, slot, size)
-        self.sketch.add(key)
-        self.used += size
-        self.n_resident += 1
+@numba.njit(inline="always")
+def _main_victim(a):
+    if not rows.list_empty(a, PROBATION):
+        return rows.tail(a, PROBATION)
+    return rows.tail(a, PROTECTED)
 
-    def on_hit(self, slot):
-        lists = self.lists
-        where = lists.list_of(slot)
-        if where == WINDOW:
-            lists.move_to_head(WINDOW, slot)
-            return
-        self.sketch.add(self.key_of[slot])
-        self.main_hits += 1
-        if self.main_hits >= self.decay_period:
-            self.main_hits = 0
-            self.sketch.halve()
-        if where == PROTECTED:
-            lists.move_to_head(PROTECTED, slot)
-            return
-        lists.move_to_head(PROTECTED, slot)
-        while lists.nbytes(PROTECTED) > self.protected_capacity:
-            lists.move_to_head(PROBATION, lists.tail(PROTECTED))
-            while lists.nbytes(PROBATION) > self.probation_capacity:
-                self.pending[self.n_pending] = self._leave(lists.tail(PROBATION))
-                self.n_pending += 1
 
-    def remove(self, slot):
-        self._leave(slot)
+@rows.kernel
+def wtinylfu_victim(a):
+    while not rows.list_empty(a, WINDOW):
+        candidate = rows.tail(a, WINDOW)
+        key = a[candidate, rows.KEY_OF]
+        if _main_bytes(a) + a[candidate, SIZE] <= get(a, MAIN_CAPACITY):
+            _enter_main(a, candidate)
+            sketch_add(a, SKETCH, key)
+            continue
+        main_victim = _main_victim(a)
+        if sketch_estimate(a, SKETCH, key) > sketch_estimate(a, SKETCH, a[main_victim, rows.KEY_OF]):
+            slot = rows.evict(a, main_victim)
+            _enter_main(a, candidate)
+            sketch_add(a, SKETCH, key)
+            return slot
+        sketch_add(a, SKETCH, key)
+        return rows.evict(a, candidate)
+    return rows.evict(a, _main_victim(a))
 
-    def take_evicted(self):
-        if self.n_pending == 0:
-            return -1
-        self.n_pending -= 1
-        return self.pending[self.n_pending]
+
+@rows.kernel
+def wtinylfu_on_insert(a, slot, key, size):
+    rows.insert(a, WINDOW, slot, key, size)
+    sketch_add(a, SKETCH, key)
+
+
+@rows.kernel
+def wtinylfu_on_hit(a, slot):
+    node = FIRST_SLOT + slot
+    where = a[node, rows.LIST]
+    if where == WINDOW:
+        rows.move_to_head(a, WINDOW, node)
+        return
+    sketch_add(a, SKETCH, a[node, rows.KEY_OF])
+    add(a, MAIN_HITS, 1)
+    if get(a, MAIN_HITS) >= get(a, DECAY_PERIOD):
+        put(a, MAIN_HITS, 0)
+        sketch_halve(a, SKETCH)
+    rows.move_to_head(a, PROTECTED, node)
+    if where == PROTECTED:
+        return
+    while rows.list_bytes(a, PROTECTED) > get(a, PROTECTED_CAPACITY):
+        rows.move_to_head(a, PROBATION, rows.tail(a, PROTECTED))
+        while rows.list_bytes(a, PROBATION) > get(a, PROBATION_CAPACITY):
+            rows.push_pending(a, rows.evict(a, rows.tail(a, PROBATION)))
+
+
+class WTinyLFU(Kind):
+    """Kind of a W-TinyLFU state (see ``drive``)."""
+
+
+register_kernels(WTinyLFU, StateKernels(
+    new=new_wtinylfu, admit=wtinylfu_admit, victim=wtinylfu_victim, on_hit=wtinylfu_on_hit,
+    on_insert=wtinylfu_on_insert, ready=rows.always_ready, n_pending=rows.n_pending,
+    take_evicted=rows.take_evicted, key_by_slot=rows.keys_stay_keys,
+))
 
 
 @register_policy(
@@ -165,6 +160,8 @@ def build_wtinylfu(capacity, max_slots, window_size, protected_ratio, sketch_err
     if not 0.0 < sketch_error < 1.0:
         raise ValueError(f"wtinylfu: sketch_error must be in (0, 1), got {sketch_error}")
     window = int(capacity * window_size)
+    main = capacity - window
     # libCacheSim sizes the sketch by main's bytes; no more than max_slots keys can be cached
-    sketch = new_sketch(min(capacity - window, max_slots), sketch_error, doorkeeper)
-    return WTinyLFUState(capacity, max_slots, window, protected_ratio, sketch)
+    n_counters, n_hashes = sketch_shape(min(main, max_slots), sketch_error)
+    return WTinyLFU(), (capacity, max_slots, window, int(main * (1.0 - protected_ratio)),
+                                    int(main * protected_ratio), n_counters, n_hashes, doorkeeper)

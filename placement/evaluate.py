@@ -37,9 +37,7 @@ _PAGES = 2 * _N_TIERS
 HIT_SOURCES = ("gpu", "dram_pinned", "dram_cache", "ssd")
 
 
-# Not cached on disk: the policy state is a cache_policies jitclass, and numba's cache
-# fails to load (instead of recompiling) once that class's methods change.
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, cache=True)
 def _replay_table(indices, slot_base, row_bytes, tier, positions, rows_per_page, page_stamp, stamp, state, resident, counters):
     """Replay one table's indices of one batch; adds to ``counters`` (see module constants).
 

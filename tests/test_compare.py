@@ -21,9 +21,9 @@ from bench.traces.generate import TableSpec, TraceSpec, generate
 from cache_policies import simulate
 from tierstore import SparseBatch
 
-# Each policy's numba state compiles once per process (jitclasses cannot be cached on disk, and
-# compiling one takes 5-25 s here), so the tests use representative ones: LRU, LIRS (which evicts
-# during hits and admission, through take_evicted) and Belady (next-access times).
+# Each policy's replay compiles once (5-25 s here, then numba's disk cache holds it), so the tests use
+# representative ones: LRU, LIRS (which evicts during hits and admission, through take_evicted) and
+# Belady (next-access times).
 POLICIES = ("lru", "lirs")
 
 

@@ -170,7 +170,7 @@ def test_dense_ids_number_keys_in_order_of_first_appearance(keys):
     assert ids.tolist() == [first_seen[k] for k in keys.tolist()]
 
 
-@numba.njit
+@numba.njit(cache=True)
 def _drive_protocol(state, keys, ids, n_ids, capacity):
     slot_of = np.full(n_ids, -1, dtype=np.int64)
     id_in = np.full(capacity, -1, dtype=np.int64)

@@ -19,7 +19,7 @@ import sys
 import lmdb
 
 COMMAND_MODULES = ("tierstore.store_cli", "tierstore.check", "bench.demo", "bench.cli", "bench.place_cli",
-                   "bench.model_cli", "bench.shard_cli")
+                   "bench.model_cli", "bench.shard_cli", "tierstore.warmup")
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -12,12 +12,12 @@ When the budget covers every row of the tier's tables the tier is a *mirror*:
 slot = row, nothing is ever evicted, and once a table is fully resident lookups
 skip the probe and the policy altogether.
 
-The policy is driven as the simulator drives it (``cache_policies.drive``): through
-its kernels where it has some, so probe and admission loops run with no method
-call per row.  Admission runs the policy sequentially and records each admitted
-row's slot; one parallel pass then copies the rows into the slab.  Functions that
-take the policy state are not cached on disk: numba keys jitclass types by object
-identity, so a disk cache could hand back code compiled against an older policy class.
+The policy is driven as the simulator drives it (``cache_policies.drive``): its
+kernels run inside the probe, admission and invalidation loops, with no method call
+per row.  Admission runs the policy sequentially and records each admitted row's
+slot; one parallel pass then copies the rows into the slab.  The loops are plain
+module functions, compiled once per policy kind and then loaded from numba's disk
+cache by every later process.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from cache_policies.base import as_policy
-from cache_policies.drive import Drive, drive_of
+from cache_policies.drive import kernels
 from tierstore.kernels import _prefetch_item, _store_row, aligned_empty
 
 INDEX_PREFETCH_DISTANCE = 8
@@ -48,115 +48,99 @@ def _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top,
     resident[t] -= 1
 
 
-def _build_tier_loops(drive: Drive):
-    """The tier's probe, admission and invalidation loops over ``drive`` (see ``cache_policies.drive``).
-
-    Each loop body takes ``st = view(state)`` and is never handed a new one
-    mid-loop; admission returns early when the state must ``grow`` first.
-    """
-    view, grow, ops = drive.view, drive.grow, drive.ops
-    ready, admit, victim, on_hit, on_insert = ops.ready, ops.admit, ops.victim, ops.on_hit, ops.on_insert
-    remove, used, capacity = ops.remove, ops.used, ops.capacity
-    n_pending, take_evicted = drive.n_pending, drive.take_evicted
-
-    @numba.njit(inline="always")
-    def drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-        """Release the slots the policy evicted on its own."""
-        while n_pending(st) > 0:
-            _release(take_evicted(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-
-    @numba.njit(nogil=True)
-    def probe_run(st, keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-        for i in range(keys.size):
-            if i + INDEX_PREFETCH_DISTANCE < keys.size:
-                _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
-            s = row2slot[keys[i]]
-            if s < 0:
-                slots[i] = -1
-                continue
-            on_hit(st, s)
-            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            slots[i] = s - slot_base[t]
-
-    @numba.njit(nogil=True)
-    def probe(state, keys, t, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-        slots = np.empty(keys.size, dtype=np.int64)
-        probe_run(view(state), keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top,
-                  resident)
-        return slots
-
-    @numba.njit(nogil=True)
-    def admit_run(st, start, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base,
-                  free_stack, free_top, resident):
-        admitted = 0
-        for i in range(start, keys.size):
-            if i + INDEX_PREFETCH_DISTANCE < keys.size:
-                _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
-            key = keys[i]
-            dest[i] = -1
-            if row2slot[key] >= 0:
-                continue
-            if not ready(st, size):
-                return i, admitted
-            admitted_now = admit(st, key, size)
-            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            if not admitted_now:
-                continue
-            while used(st) + size > capacity(st):
-                _release(victim(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-                drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            if mirror:
-                s = key - key_base[t] + slot_base[t]
-            else:
-                free_top[t] -= 1
-                s = free_stack[slot_base[t] + free_top[t]]
-            row2slot[key] = s
-            slot_key[s] = key
-            resident[t] += 1
-            on_insert(st, s, key, size)
-            drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-            dest[i] = s
-            admitted += 1
-        return keys.size, admitted
-
-    @numba.njit(nogil=True)
-    def admit_all(state, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base,
-                  free_stack, free_top, resident):
-        start = admitted = 0
-        while True:
-            start, more = admit_run(view(state), start, keys, size, t, mirror, key_base, dest, row2slot, slot_key,
-                                    slot_table, slot_base, free_stack, free_top, resident)
-            admitted += more
-            if start == keys.size:
-                return admitted
-            grow(state)
-
-    @numba.njit(nogil=True)
-    def invalidate_run(st, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-        for i in range(keys.size):
-            s = row2slot[keys[i]]
-            if s >= 0:
-                remove(st, s)
-                _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-                drain(st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-
-    @numba.njit(nogil=True)
-    def invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
-        invalidate_run(view(state), keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
-
-    return probe, admit_all, invalidate
+@numba.njit(inline="always")
+def _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Release the slots the policy evicted on its own."""
+    while k.n_pending(st) > 0:
+        _release(k.take_evicted(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
 
 
-_TIER_LOOPS: dict[Drive, tuple] = {}
+@numba.njit(nogil=True, cache=True)
+def _probe_run(kind, st, keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    k = kernels(kind)
+    for i in range(keys.size):
+        if i + INDEX_PREFETCH_DISTANCE < keys.size:
+            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
+        s = row2slot[keys[i]]
+        if s < 0:
+            slots[i] = -1
+            continue
+        k.on_hit(st, s)
+        _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        slots[i] = s - slot_base[t]
 
 
-def _tier_loops(state) -> tuple:
-    """``(probe, admit, invalidate)`` for ``state``'s drive, built once per process."""
-    drive = drive_of(state)
-    loops = _TIER_LOOPS.get(drive)
-    if loops is None:
-        loops = _TIER_LOOPS[drive] = _build_tier_loops(drive)
-    return loops
+@numba.njit(nogil=True, cache=True)
+def _probe(state, keys, t, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Local slab slot of each key, -1 where absent; the policy hears of the hits."""
+    slots = np.empty(keys.size, dtype=np.int64)
+    _probe_run(state.kind, state.arrays, keys, t, slots, row2slot, slot_key, slot_table, slot_base, free_stack,
+               free_top, resident)
+    return slots
+
+
+@numba.njit(nogil=True, cache=True)
+def _admit_run(kind, st, start, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base,
+               free_stack, free_top, resident):
+    k = kernels(kind)
+    admitted = 0
+    for i in range(start, keys.size):
+        if i + INDEX_PREFETCH_DISTANCE < keys.size:
+            _prefetch_item(row2slot, keys[i + INDEX_PREFETCH_DISTANCE])
+        key = keys[i]
+        dest[i] = -1
+        if row2slot[key] >= 0:
+            continue
+        if not k.ready(st, size):
+            return i, admitted
+        admitted_now = k.admit(st, key, size)
+        _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        if not admitted_now:
+            continue
+        while k.used(st) + size > k.capacity(st):
+            _release(k.victim(st), row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        if mirror:
+            s = key - key_base[t] + slot_base[t]
+        else:
+            free_top[t] -= 1
+            s = free_stack[slot_base[t] + free_top[t]]
+        row2slot[key] = s
+        slot_key[s] = key
+        resident[t] += 1
+        k.on_insert(st, s, key, size)
+        _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        dest[i] = s
+        admitted += 1
+    return keys.size, admitted
+
+
+@numba.njit(nogil=True, cache=True)
+def _admit(state, keys, size, t, mirror, key_base, dest, row2slot, slot_key, slot_table, slot_base, free_stack,
+           free_top, resident):
+    """Offer each missed key to the policy, recording the slot of those cached in ``dest`` (-1 for the others);
+    returns how many were cached.  Each run stops before a miss the policy needs room for, which it then gets."""
+    start = np.int64(0)  # not a literal 0, which would compile _admit_run twice
+    admitted = 0
+    while True:
+        start, more = _admit_run(state.kind, state.arrays, start, keys, size, t, mirror, key_base, dest, row2slot,
+                                 slot_key, slot_table, slot_base, free_stack, free_top, resident)
+        admitted += more
+        if start == keys.size:
+            return admitted
+        state.arrays = kernels(state.kind).grow(state.arrays, size)
+
+
+@numba.njit(nogil=True, cache=True)
+def _invalidate(state, keys, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident):
+    """Drop the cached ones of ``keys`` (no ghost: the policy's ``remove``)."""
+    k, st = kernels(state.kind), state.arrays
+    for i in range(keys.size):
+        s = row2slot[keys[i]]
+        if s >= 0:
+            k.remove(st, s)
+            _release(s, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
+            _drain(k, st, row2slot, slot_key, slot_table, slot_base, free_stack, free_top, resident)
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
@@ -213,7 +197,6 @@ class DramTier:
         self.free_top = np.full(len(tables), -1, dtype=np.int64) if self.mirror else slots.astype(np.int64).copy()
         self.resident = np.zeros(len(tables), dtype=np.int64)
         self.state = self.policy.new_state(self.budget_bytes, max(total_slots, 1))
-        self._probe, self._admit, self._invalidate = _tier_loops(self.state)
 
     def _index_args(self):
         return (self.row2slot, self.slot_key, self.slot_table, self.slot_base, self.free_stack, self.free_top,
@@ -231,7 +214,7 @@ class DramTier:
     def probe(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Local slab slot of each (distinct) row, -1 where absent; tells the policy about the hits."""
         t = self.position[table]
-        return self._probe(self.state, rows + self.key_base[t], t, *self._index_args())
+        return _probe(self.state, rows + self.key_base[t], t, *self._index_args())
 
     def cached(self, table: str, rows: np.ndarray) -> np.ndarray:
         """Whether each of ``rows`` is cached now (the policy is not told)."""
@@ -258,15 +241,15 @@ class DramTier:
         t = self.position[table]
         keys = rows + self.key_base[t]
         dest = np.empty(keys.size, dtype=np.int64)
-        admitted = self._admit(self.state, keys, int(self.row_bytes[t]), t, self.mirror, self.key_base, dest,
-                               *self._index_args())
+        admitted = _admit(self.state, keys, int(self.row_bytes[t]), t, self.mirror, self.key_base, dest,
+                          *self._index_args())
         _copy_admitted(self.slabs[t], self.slot_base[t], values, keys, dest, self.slot_key)
         return int(admitted)
 
     def invalidate(self, table: str, rows: np.ndarray) -> None:
         """Drop ``rows`` of ``table`` from the cache."""
         t = self.position[table]
-        self._invalidate(self.state, np.asarray(rows, dtype=np.int64) + self.key_base[t], *self._index_args())
+        _invalidate(self.state, np.asarray(rows, dtype=np.int64) + self.key_base[t], *self._index_args())
 
     def resident_rows(self, table: str) -> int:
         """Rows of ``table`` currently cached."""

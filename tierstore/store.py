@@ -865,7 +865,7 @@ class Store(GpuServing):
 
     def _run_batch(self, requests, views, prefetched=None):
         with self._lock:
-            started = time.perf_counter()
+            started = self._stats.start_batch()
             self._catch_up()
             resident = all(self._fully_resident(r[0]) for r in requests)
             checked = [
