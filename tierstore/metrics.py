@@ -10,8 +10,9 @@ What is exported (every series carries a ``store`` label, the store's path unles
 named otherwise):
 
 - ``tierstore_tier_hits_total{tier}`` and ``tierstore_tier_misses_total{tier}``:
-  requests (one per index of every bag) served or missed by the DRAM tier and by
-  the SSD tier (which holds every row, so it never misses);
+  requests (one per index of every bag) served or missed by the GPU tier (when the
+  store has one), the DRAM tier and the SSD tier (which holds every row, so it
+  never misses);
 - ``tierstore_ssd_pages_read_total``, ``tierstore_ssd_bytes_read_total``,
   ``tierstore_ssd_rows_decoded_total``: LMDB page reads (a page counts once per
   batch that reads it), their bytes, and rows decoded from them;
@@ -22,8 +23,12 @@ named otherwise):
   reports over its recent window;
 - ``tierstore_lookup_seconds{method}``: a histogram of the wall time of every
   ``lookup`` and ``lookup_batch`` call made on the store after the
-  ``StoreMetrics`` was made (including a first call's compile time, when code
-  was not compiled yet).
+  ``StoreMetrics`` was made, except calls during which Numba compiled or loaded
+  code (a process's first calls), which ``tierstore_warmup_batches_total`` counts
+  as ``stats()`` does;
+- ``tierstore_prefetch_pages_read_total``, ``tierstore_prefetch_rows_served_total``
+  and ``tierstore_prefetch_bytes_held``: pages read ahead by ``Store.prefetch``,
+  missed rows served from them, and the bytes they hold now.
 
 Counters are read from ``stats()`` at scrape time, so ``Store.reset_stats()``
 shows as a counter reset, which Prometheus's ``rate()`` handles.
@@ -33,6 +38,8 @@ from __future__ import annotations
 
 import functools
 import time
+
+from tierstore.stats import CODE_LOADS
 
 try:
     from prometheus_client import REGISTRY, Histogram, start_http_server
@@ -80,11 +87,12 @@ class StoreMetrics:
     def _timed(call, histogram):
         @functools.wraps(call)
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            loads, started = CODE_LOADS.count, time.perf_counter()
             try:
                 return call(*args, **kwargs)
             finally:
-                histogram.observe(time.perf_counter() - started)
+                if CODE_LOADS.count == loads:
+                    histogram.observe(time.perf_counter() - started)
 
         return timed
 
@@ -96,9 +104,10 @@ class StoreMetrics:
         s = self.store.stats()
         hits = self._family(CounterMetricFamily, "tier_hits", "Requests served by each tier", ("tier",))
         misses = self._family(CounterMetricFamily, "tier_misses", "Requests a tier did not hold", ("tier",))
-        hits.add_metric([self.label, "dram"], s["dram"]["hits"])
+        for tier in ("gpu", "dram") if "gpu" in s else ("dram",):
+            hits.add_metric([self.label, tier], s[tier]["hits"])
+            misses.add_metric([self.label, tier], s[tier]["misses"])
         hits.add_metric([self.label, "ssd"], s["ssd"]["hits"])
-        misses.add_metric([self.label, "dram"], s["dram"]["misses"])
         misses.add_metric([self.label, "ssd"], 0)
         yield hits
         yield misses
@@ -110,6 +119,10 @@ class StoreMetrics:
             ("bags", s["bags"], "Bags pooled"),
             ("batches", s["batches"], "Lookup calls timed by the store"),
             ("dram_rows_admitted", s["dram"]["rows_admitted"], "Rows admitted into the DRAM cache"),
+            ("warmup_batches", s["latency"]["warmup_batches"], "Lookup calls during which Numba compiled or loaded "
+             "code (left out of latencies)"),
+            ("prefetch_pages_read", s["prefetch"]["pages_read"], "SSD pages read ahead by Store.prefetch"),
+            ("prefetch_rows_served", s["prefetch"]["rows_served"], "Missed rows served from pages read ahead"),
         ):
             family = self._family(CounterMetricFamily, name, doc)
             family.add_metric([self.label], value)
@@ -119,6 +132,9 @@ class StoreMetrics:
             family = self._family(GaugeMetricFamily, name, doc, ("tier",))
             family.add_metric([self.label, "dram"], s["dram"][key])
             yield family
+        family = self._family(GaugeMetricFamily, "prefetch_bytes_held", "Bytes of pages read ahead, not used yet")
+        family.add_metric([self.label], s["prefetch"]["bytes_held"])
+        yield family
         quantiles = self._family(GaugeMetricFamily, "batch_latency_seconds",
                                  "Batch latency percentiles over the store's recent window", ("quantile",))
         for q, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms")):
