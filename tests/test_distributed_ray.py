@@ -115,9 +115,12 @@ def test_lookup_get_rows_and_stats_follow_the_single_store(stores):
     sharded.lookup_batch(fixed_batch(1), mode=MODES)
     stats = sharded.stats()
     assert stats["batches"] == 1 and stats["bags"] == 3 * 16
-    assert stats["lookups"] == fixed_batch(1).values.size == sum(s["lookups"] for s in stats["shards"])
-    assert stats["ssd"]["hits"] == stats["lookups"]  # no DRAM tier: every row from the shards' SSD tier
     router = stats["router"]
+    served = sum(s["lookups"] for s in stats["shards"])
+    assert stats["lookups"] == fixed_batch(1).values.size
+    # a read resent after a slow attempt (a loaded machine: attempt_timeout_s is 2 s here) is served twice
+    assert served == stats["lookups"] if router["retries"] == 0 else served > stats["lookups"]
+    assert stats["ssd"]["hits"] == served  # no DRAM tier: every row from the shards' SSD tier
     assert router["bytes_to_shards"] > 0 and router["bytes_from_shards"] >= 16 * (6 + 8 + 4) * 4
     assert router["call_s"] >= router["shard_s"] > 0
 

@@ -439,6 +439,34 @@ def test_empty_offsets_with_indices_and_unknown_mode_tables_are_named(tmp_path):
             store.lookup_batch(batch, mode={"t": "sum", "u": "max"})
 
 
+def test_two_handles_in_one_process_write_and_read_from_two_threads(tmp_path):
+    """Handles on one store share its LMDB environment: one writing in a thread while another reads in another
+    thread must neither hang (py-lmdb waits for LMDB's writer lock holding the GIL) nor read a torn version."""
+    path = make_store(tmp_path / "s", {TableConfig("a", 400, 4): np.zeros((400, 4))})
+    done = child("""
+        import sys, threading, numpy as np, tierstore
+        reader = tierstore.open(sys.argv[1], readonly=False)
+        writer = tierstore.open(sys.argv[1], readonly=False)
+        ids, finished, seen = np.arange(0, 400, 2), [], []
+        def write():
+            for k in range(1, 201):
+                writer.update_rows("a", ids, np.full((ids.size, 4), float(k), np.float32))
+            finished.append(True)
+        thread = threading.Thread(target=write)
+        thread.start()
+        while not finished:
+            rows = reader.get_rows("a", ids[:30])
+            assert np.all(rows == rows[0, 0]), rows
+            assert not seen or rows[0, 0] >= seen[-1]
+            seen.append(rows[0, 0])
+        thread.join()
+        assert reader.get_rows("a", ids[:1])[0, 0] == 200
+        print(len(seen))
+    """, path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0
+
+
 # ------------------------------------------------------------------ 8. rollback
 def roll_back_last_commit(path) -> None:
     """Make LMDB's newest meta page look older than the other one, as a damaged txn id would."""

@@ -21,7 +21,7 @@ import ctypes
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lmdb
@@ -44,6 +44,7 @@ class _Shared:
     env: lmdb.Environment
     readonly: bool
     handles: int
+    writer: threading.RLock = field(default_factory=threading.RLock)
 
 
 _OPEN: dict[str, _Shared] = {}
@@ -83,6 +84,23 @@ def acquire(path: Path, readonly: bool, map_size: int, create: bool = False) -> 
             raise CorruptStoreError(f"{path}: LMDB cannot open the store ({err})") from None
         _OPEN[key] = _Shared(env, readonly, 1)
         return env
+
+
+def writer_lock(env: lmdb.Environment) -> threading.RLock:
+    """This process's lock around ``env``'s write transactions, shared by every handle on it.
+
+    LMDB lets one write transaction run at a time and py-lmdb waits for LMDB's
+    writer lock holding Python's GIL (``Environment.open_db`` without a
+    transaction begins one of its own): a thread waiting there while another
+    thread's write transaction needs the GIL to go on would wait for ever.
+    Every write transaction, and every ``open_db`` outside one, is begun under
+    this lock, so threads of one process queue here, where waiting releases the GIL.
+    """
+    with _GUARD:
+        for shared in _OPEN.values():
+            if shared.env is env:
+                return shared.writer
+    raise ValueError("not an environment opened by tierstore.environment.acquire")
 
 
 def release(env: lmdb.Environment) -> None:

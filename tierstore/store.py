@@ -260,6 +260,7 @@ class Store(GpuServing):
         self.readonly = readonly
         self._closed = False
         self._lock = threading.RLock()
+        self._writer = environment.writer_lock(env)
         self._stats = LookupStats()
         self._epoch = None
         self._synced_txn = None
@@ -316,7 +317,8 @@ class Store(GpuServing):
         the read transaction that uses them.  Raises :class:`_Vanished` if there is none.
         """
         try:
-            return self.env.open_db(name, create=False)
+            with self._writer:
+                return self.env.open_db(name, create=False)
         except lmdb.NotFoundError:
             raise _Vanished(name) from None
         except lmdb.Error as err:
@@ -516,20 +518,34 @@ class Store(GpuServing):
                           f"of this commit would go unnoticed", RuntimeWarning, stacklevel=3)
         self._adopt(meta, epoch)
 
+    @contextmanager
     def _write_txn(self):
-        """A write transaction in which this handle's view is the last committed one.
+        """A write transaction in which this handle's view is the last committed one (committed if the block
+        ends normally, aborted if it raises), under the environment's writer lock.
 
         Another process may commit between this handle's last read and the write
         transaction's start; then the view is brought up to date and the write begun again.
         """
-        for _ in range(SYNC_ATTEMPTS):
-            self.read_txn().abort()
-            meta_db = self._meta_handle()  # opening a handle needs a write transaction of its own: before ours
-            txn = self.env.begin(write=True, buffers=True)
-            if bytes(txn.get(b"epoch", db=meta_db)) == self._epoch:
-                return txn
-            txn.abort()
-        raise StoreWriteError(f"{self.path}: other writers kept committing; {SYNC_ATTEMPTS} tries to write failed")
+        with self._writer:
+            for _ in range(SYNC_ATTEMPTS):
+                self.read_txn().abort()
+                meta_db = self._meta_handle()  # opening a handle needs a write transaction of its own: before ours
+                txn = self.env.begin(write=True, buffers=True)
+                if bytes(txn.get(b"epoch", db=meta_db)) == self._epoch:
+                    break
+                txn.abort()
+            else:
+                raise StoreWriteError(f"{self.path}: other writers kept committing; {SYNC_ATTEMPTS} tries to write "
+                                      "failed")
+            with txn:
+                yield txn
+
+    @contextmanager
+    def _writing(self, **options):
+        """A plain write transaction (``env.begin(write=True, **options)``) under the environment's writer lock
+        (see :func:`environment.writer_lock`), committed if the block ends normally."""
+        with self._writer, self.env.begin(write=True, **options) as txn:
+            yield txn
 
     def _write_failed(self, err, what: str, kept: str, wanted: int = 0, clean_up=None) -> StoreWriteError:
         """The StoreWriteError for a failed write: ``what`` failed, why (see :func:`environment.write_failure`,
@@ -548,16 +564,17 @@ class Store(GpuServing):
         if self._direct is None:
             return ""
         try:
-            txn = self.env.begin(write=True)
-            try:
-                committed = txn.id() - 1
-                snapshot = self._direct.pin(committed)
-                oldest = min([committed, *environment.reader_txn_ids(self.env)])
-                free = self._direct.free_pages(snapshot, older_than=oldest)
-                released = environment.release_tail(self.path) + environment.release_pages(
-                    self.path, environment.page_runs(free), self._direct.psize)
-            finally:
-                txn.abort()
+            with self._writer:
+                txn = self.env.begin(write=True)
+                try:
+                    committed = txn.id() - 1
+                    snapshot = self._direct.pin(committed)
+                    oldest = min([committed, *environment.reader_txn_ids(self.env)])
+                    free = self._direct.free_pages(snapshot, older_than=oldest)
+                    released = environment.release_tail(self.path) + environment.release_pages(
+                        self.path, environment.page_runs(free), self._direct.psize)
+                finally:
+                    txn.abort()
         except (lmdb.Error, OSError, CorruptStoreError) as err:
             return f"; what it wrote could not be freed ({err})"
         return f"; {released / (1 << 20):.1f} MiB of unused pages were given back to the disk" if released else ""
@@ -1072,7 +1089,7 @@ class Store(GpuServing):
         with self._lock:
             name = None
             try:
-                with self.env.begin(write=True) as txn:
+                with self._writing() as txn:
                     layout = txn.id()
                     name = _pages_db(table, layout)
                     db = self.env.open_db(name, txn=txn)
@@ -1082,7 +1099,7 @@ class Store(GpuServing):
                     buf, starts = pages.encode_pages(pages.to_records(rows, config.dtype), config.dtype, config.dim,
                                                      config.rows_per_page, config.compression)
                     first_page = loaded // config.rows_per_page
-                    with self.env.begin(write=True, db=db) as txn:
+                    with self._writing(db=db) as txn:
                         items = zip(page_keys(np.arange(first_page, first_page + starts.size - 1)),
                                     (memoryview(buf)[starts[i] : starts[i + 1]] for i in range(starts.size - 1)))
                         txn.cursor().putmulti(items, append=True)
@@ -1148,7 +1165,7 @@ class Store(GpuServing):
         try:
             with self.env.begin() as guard:
                 runs, psize = self._owned_pages(guard, name)
-                with self.env.begin(write=True) as txn:
+                with self._writing() as txn:
                     try:
                         db = self.env.open_db(name, txn=txn, create=False)
                     except lmdb.NotFoundError:
