@@ -99,7 +99,7 @@ def test_warmup_drives_the_tables_of_a_given_store(tmp_path, capsys):
     assert (result["config"]["policies"], result["config"]["admission"]) == (["lru"], ["tinylfu"])
     assert result["steps"] == ["create and load", "io=mmap: partial and whole-table DRAM tiers",
                                "policy set-associative default", "policy lru", "policy lru behind tinylfu",
-                               "set-associative int64 tags"]
+                               "set-associative int64 tags", "a two-level B+tree read with many keys"]
     assert WarmupConfig.from_dict(result["config"]).store == str(path)
 
 

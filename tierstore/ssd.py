@@ -19,7 +19,8 @@ import numpy as np
 from tierstore import pages
 from tierstore.config import TableConfig
 from tierstore.kernels import _prefetch, unique_inverse
-from tierstore.lmdb_direct import FOUND, NOT_FOUND
+from tierstore.errors import CorruptStoreError
+from tierstore.lmdb_direct import FOUND, NOT_FOUND, PAGE_HEADER, runs_ok
 
 PAGE_KEY = np.dtype(">u8")
 
@@ -135,12 +136,14 @@ class SsdTable:
         expected_rows = self.page_rows(page_ids)
         if self.direct is not None:
             reader = self.direct[0]
-            buf, starts, ends, check, located = self.locate_direct(page_ids)
-            announce = np.setdiff1d(check, located, assume_unique=True)  # located pages were announced by the walk
-            if announce.size:
-                reader.prefetch(starts[announce], ends[announce])
             if reader.copy_reads:
-                buf, starts, ends = reader.read_values(starts, ends)
+                buf, starts, ends, check, located = self.locate_direct(page_ids, check_runs=False)
+                buf, starts, ends = self._read_copies(page_ids, starts, ends, located)
+            else:
+                buf, starts, ends, check, located = self.locate_direct(page_ids)
+                announce = np.setdiff1d(check, located, assume_unique=True)  # located pages: announced by the walk
+                if announce.size:
+                    reader.prefetch(starts[announce], ends[announce])
             if check.size:
                 pages.verify_pages(buf, starts[check], ends[check], self.config, page_ids[check], expected_rows[check])
                 self.mark_verified(page_ids[check])
@@ -152,6 +155,26 @@ class SsdTable:
         if self.config.compression == "zstd":
             buf, starts = pages.decompress_pages(buf, starts, self.config, page_ids, expected_rows)
         return buf, starts
+
+    def _read_copies(self, page_ids, starts, ends, located):
+        """``pread`` copies of the values ``[starts, ends)`` of pages ``page_ids`` (``io="pread"``): ``(buf, starts,
+        ends)`` in the copy.  Overflow runs the walk located now (``located``) are copied with their header and
+        checked on the copy, so nothing is read through the map (whose pages would count in the process's
+        memory, with the neighbours the kernel maps around each fault)."""
+        reader, snapshot, _ = self.direct
+        lead = np.zeros(page_ids.size, dtype=np.int64)
+        lead[located[self.spans[page_ids[located], 0] == 0]] = PAGE_HEADER
+        buf, copy_starts, copy_ends = reader.read_values(starts - lead, ends)
+        runs = np.flatnonzero(lead)
+        if runs.size:
+            ok = runs_ok(buf, copy_starts[runs], (starts[runs] - PAGE_HEADER) // reader.psize, ends[runs] - starts[runs],
+                         reader.psize, snapshot.n_pages)
+            if not ok.all():
+                raise CorruptStoreError(f"table {self.config.name!r}: the LMDB overflow run holding page "
+                                        f"{int(page_ids[runs[np.argmin(ok)]])} is damaged")
+            self.spans[page_ids[runs], 0] = -starts[runs]
+            self.spans[page_ids[runs], 1] = ends[runs]
+        return buf, copy_starts + lead, copy_ends
 
     def _tree(self):
         """This table's page database record (root, depth) in the read transaction's snapshot (found on first use)."""

@@ -16,7 +16,9 @@ it through the public API the way a service does:
 - the set-associative default, then each exact policy and each admission filter
   asked for in front of it, a tier driven through lookups, ``update_rows``
   (which invalidates cached rows) and ``stats``;
-- the set-associative decisions on int64 tags (tiers whose keys pass 2**31).
+- the set-associative decisions on int64 tags (tiers whose keys pass 2**31);
+- a B+tree of two levels read with many keys at once, in each ``io`` mode (the
+  walk then announces the keys' leaf pages first).
 
 It runs in the calling process, so the code lands in the cache that process
 uses (``NUMBA_CACHE_DIR``, else next to the installed sources).
@@ -40,6 +42,7 @@ from tierstore.cli import add_output_options, emit, policy_name
 from tierstore.batch import SparseBatch
 from tierstore.config import TableConfig
 from tierstore.kernels import MODE_NAMES, SPECIALIZED_DIMS
+from tierstore.lmdb_direct import ANNOUNCE_LEAVES_FROM
 from tierstore.pages import default_rows_per_page
 from tierstore.store import IO_MODES, create
 from tierstore.store import open as open_store
@@ -140,6 +143,18 @@ def _serve(open_tier, tables, rng) -> None:
                 store.get_rows(t.name, np.arange(min(t.num_rows, 8)))
 
 
+def _read_deep_tree(folder: Path, io_modes) -> None:
+    """``get_rows`` of more keys than ``lmdb_direct.ANNOUNCE_LEAVES_FROM`` from a table of one row per page,
+    whose pages fill more than one B+tree leaf (the small tables above fit in one)."""
+    rows = 4 * ANNOUNCE_LEAVES_FROM
+    table = TableConfig("deep", rows, 4, rows_per_page=1)
+    with create(folder / "deep", [table]) as store:
+        store.load("deep", np.zeros((rows, 4), dtype=np.float32), progress=False)
+    for io in io_modes:
+        with open_store(folder / "deep", io=io) as store:
+            store.get_rows("deep", np.arange(0, rows, 2))
+
+
 def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dict:
     """Compile (or load) every kernel a store of ``config`` uses into numba's disk cache.
 
@@ -189,6 +204,8 @@ def warmup(config: WarmupConfig = WarmupConfig(), progress: bool = False) -> dic
             step(f"policy {_policy_label(policy)}")
         _serve_wide_tags()
         step("set-associative int64 tags")
+        _read_deep_tree(Path(tmp), config.io_modes)
+        step("a two-level B+tree read with many keys")
     names = tuple(dict.fromkeys(p.name for p in policies[1:]))
     config = dataclasses.replace(config, policies=names, tables=tuple(t.to_dict() for t in tables))
     return {"seconds": time.perf_counter() - started, "steps": steps, "config": config.to_dict()}
