@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.config_args import print_result
+
 CHILD = """
 import json, sys, time
 started, cpu_started = time.perf_counter(), time.process_time()
@@ -197,11 +199,7 @@ def main(argv=None) -> dict:
     s = result["summary"]
     print(f"slowest warm start {s['max_warm_total_s']:.3f} s (target <= {config.target_s} s for every policy: "
           f"{'met' if s['all_within_target'] else 'NOT met'})")
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    print_result(result, args.out)
     return result
 
 

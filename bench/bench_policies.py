@@ -21,7 +21,6 @@ look).  Prints one line per figure and a final JSON line with the config.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.config_args import print_result
 from cache_policies import make_policy, simulate
 from cache_policies.simulate import dense_ids, next_access_times
 
@@ -212,11 +212,7 @@ def main(argv=None) -> dict:
           + ", ".join(f"{name} {ratio:.2f}" for name, ratio in per_policy.items()))
     print(f"ratio simulate/libcachesim: min {summary['min_ratio']:.2f} (target >= 1.0 for each)")
     result = {"config": asdict(config), "simulate_vs_libcachesim": rows, "dram_tier": dram, "summary": summary}
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    print_result(result, args.out)
     return result
 
 

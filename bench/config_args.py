@@ -25,6 +25,15 @@ def config_flags(config) -> list[str]:
     return [part for name, value in asdict(config).items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
+def print_result(result: dict, out=None) -> None:
+    """Print ``result`` as one JSON line, and write the same text to ``out`` (a Path) if given."""
+    text = json.dumps(result)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 def benchmark_main(benchmark: str, config_class, run, argv, prog: str, description: str) -> dict:
     """Build the ``config_class`` instance that ``argv`` describes (one ``--flag`` per field; a bad value
     exits with the usage message), call ``run(config)``, print one JSON line with the benchmark's name,
